@@ -1,0 +1,5 @@
+//! The Parc agent library: everything `parc-agent` does, testable without the binary.
+//! `main.rs` only parses arguments and reports errors.
+
+pub mod cli;
+pub mod config;

@@ -1,0 +1,169 @@
+//! Authenticated framing: what actually travels in an MQTT payload.
+//!
+//! ```json
+//! {"hmac_sha256":"<base64>","msg":{…message…}}
+//! ```
+//!
+//! The MAC is HMAC-SHA256, keyed with the device's secret issued at enrolment, over
+//! the topic, a newline, and the exact bytes of `msg` as sent (kept verbatim with
+//! `RawValue`, so no canonical JSON is needed). Binding the topic means a frame cannot
+//! be replayed onto another device's or another kind's topic. The embedded broker has
+//! no topic ACL, so this check is what stops a device writing as another one: a
+//! frame must never be decoded into a message before `verify` has passed, except by
+//! tools that print it.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use sha2::Sha256;
+
+use crate::error::DecodeError;
+use crate::message::{Limits, Message};
+use crate::topic::{DeviceId, Kind, parse_topic};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// A device's 256-bit secret, shared by the device and the server.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DeviceKey([u8; 32]);
+
+impl DeviceKey {
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    pub fn from_base64(s: &str) -> Result<Self, String> {
+        let v = B64
+            .decode(s.trim())
+            .map_err(|e| format!("device key is not base64: {e}"))?;
+        let bytes: [u8; 32] = v
+            .try_into()
+            .map_err(|v: Vec<u8>| format!("device key must be 32 bytes, got {}", v.len()))?;
+        Ok(Self(bytes))
+    }
+
+    pub fn to_base64(&self) -> String {
+        B64.encode(self.0)
+    }
+
+    fn mac(&self, topic: &str, msg: &str) -> HmacSha256 {
+        let mut mac = HmacSha256::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(topic.as_bytes());
+        mac.update(b"\n");
+        mac.update(msg.as_bytes());
+        mac
+    }
+}
+
+// Never print the secret.
+impl std::fmt::Debug for DeviceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DeviceKey(…)")
+    }
+}
+
+#[derive(Serialize)]
+struct FrameOut<'a> {
+    hmac_sha256: String,
+    msg: &'a RawValue,
+}
+
+#[derive(Deserialize)]
+struct FrameIn<'a> {
+    hmac_sha256: &'a str,
+    #[serde(borrow)]
+    msg: &'a RawValue,
+}
+
+/// Encodes `message` for its topic, signed with `key`. Returns `(topic, payload)`.
+pub fn seal(message: &Message, key: &DeviceKey) -> (String, Vec<u8>) {
+    let topic = message.topic();
+    let msg = message.to_json();
+    let mac = key.mac(&topic, &msg).finalize().into_bytes();
+    let raw = RawValue::from_string(msg).expect("a message serializes to valid JSON");
+    let payload = serde_json::to_vec(&FrameOut {
+        hmac_sha256: B64.encode(mac),
+        msg: &raw,
+    })
+    .expect("frames always serialize");
+    (topic, payload)
+}
+
+/// A payload parsed far enough to know who claims to have sent it, not yet trusted.
+#[derive(Debug)]
+pub struct Frame<'a> {
+    topic: &'a str,
+    device_id: DeviceId,
+    kind: Kind,
+    mac: &'a str,
+    msg: &'a RawValue,
+}
+
+impl<'a> Frame<'a> {
+    /// Checks the size (before any parsing), the topic and the frame's shape.
+    pub fn parse(topic: &'a str, payload: &'a [u8], limits: &Limits) -> Result<Self, DecodeError> {
+        if payload.len() > limits.max_payload_bytes {
+            return Err(DecodeError::TooLarge {
+                size: payload.len(),
+                limit: limits.max_payload_bytes,
+            });
+        }
+        let (device_id, kind) = parse_topic(topic)?;
+        let text = std::str::from_utf8(payload)
+            .map_err(|e| DecodeError::Syntax(format!("not UTF-8: {e}")))?;
+        let mut de = serde_json::Deserializer::from_str(text);
+        let frame: FrameIn<'a> =
+            serde_path_to_error::deserialize(&mut de).map_err(|e| DecodeError::from_json(e, ""))?;
+        de.end().map_err(|e| DecodeError::Syntax(e.to_string()))?;
+        Ok(Self {
+            topic,
+            device_id,
+            kind,
+            mac: frame.hmac_sha256,
+            msg: frame.msg,
+        })
+    }
+
+    /// The device the topic names (not yet authenticated).
+    pub fn device_id(&self) -> &DeviceId {
+        &self.device_id
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// The message's JSON exactly as sent.
+    pub fn raw_message(&self) -> &'a str {
+        self.msg.get()
+    }
+
+    /// Checks the MAC with the key of the device the topic names, in constant time.
+    pub fn verify(&self, key: &DeviceKey) -> Result<(), DecodeError> {
+        let given = B64
+            .decode(self.mac)
+            .map_err(|_| DecodeError::BadSignature("hmac_sha256 is not base64"))?;
+        key.mac(self.topic, self.msg.get())
+            .verify_slice(&given)
+            .map_err(|_| DecodeError::BadSignature("hmac_sha256 does not match this device's key"))
+    }
+
+    /// Verifies, then decodes and validates the message against the topic.
+    pub fn open(
+        &self,
+        key: &DeviceKey,
+        now: DateTime<Utc>,
+        limits: &Limits,
+    ) -> Result<Message, DecodeError> {
+        self.verify(key)?;
+        Message::decode_str(
+            self.msg.get(),
+            Some((&self.device_id, self.kind)),
+            now,
+            limits,
+        )
+    }
+}

@@ -1,0 +1,4 @@
+//! The Parc server library: everything `parc-server` does, testable without the
+//! binary. `main.rs` only parses arguments and reports errors.
+
+pub mod cli;
