@@ -8,6 +8,7 @@
 //! by the golden files under `tests/data/`.
 
 pub mod body;
+pub mod enroll;
 mod error;
 mod frame;
 pub mod health;
