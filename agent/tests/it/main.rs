@@ -1,1 +1,3 @@
+//! Integration tests of the agent library and binary.
 
+mod config;

@@ -11,7 +11,12 @@ fn health_json() -> Value {
 
 fn decode_value(v: &Value) -> Result<Message, DecodeError> {
     let bytes = serde_json::to_vec(v).unwrap();
-    Message::decode(&bytes, Some((&samples::device(), Kind::Health)), samples::now(), &Limits::default())
+    Message::decode(
+        &bytes,
+        Some((&samples::device(), Kind::Health)),
+        samples::now(),
+        &Limits::default(),
+    )
 }
 
 #[test]
@@ -21,7 +26,10 @@ fn topic_and_body_device_ids_that_differ_are_rejected_naming_both() {
     let err = decode_value(&v).unwrap_err();
     assert_eq!(err.reason(), "device_mismatch");
     let text = err.to_string();
-    assert!(text.contains("d-0123456789abcdef") && text.contains("d-intruder"), "{text}");
+    assert!(
+        text.contains("d-0123456789abcdef") && text.contains("d-intruder"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -78,11 +86,31 @@ fn a_timestamp_more_than_a_day_ahead_is_rejected_with_its_path() {
 #[test]
 fn out_of_range_readings_name_their_field_path() {
     let cases = [
-        ("/body/batteries/0/health_percent", json!(101.0), "body.batteries[0].health_percent"),
-        ("/body/batteries/0/charge_percent", json!(-1), "body.batteries[0].charge_percent"),
-        ("/body/temperatures/0/celsius", json!(151.0), "body.temperatures[0].celsius"),
-        ("/body/temperatures/0/celsius", json!(-41.0), "body.temperatures[0].celsius"),
-        ("/body/cpu_usage_percent", json!(100.5), "body.cpu_usage_percent"),
+        (
+            "/body/batteries/0/health_percent",
+            json!(101.0),
+            "body.batteries[0].health_percent",
+        ),
+        (
+            "/body/batteries/0/charge_percent",
+            json!(-1),
+            "body.batteries[0].charge_percent",
+        ),
+        (
+            "/body/temperatures/0/celsius",
+            json!(151.0),
+            "body.temperatures[0].celsius",
+        ),
+        (
+            "/body/temperatures/0/celsius",
+            json!(-41.0),
+            "body.temperatures[0].celsius",
+        ),
+        (
+            "/body/cpu_usage_percent",
+            json!(100.5),
+            "body.cpu_usage_percent",
+        ),
         ("/seq", json!(0), "seq"),
     ];
     for (pointer, value, path) in cases {
@@ -108,7 +136,10 @@ fn wrong_types_and_missing_fields_name_their_path() {
     *v.pointer_mut("/body/batteries/0/cycle_count").unwrap() = json!("many");
     let err = decode_value(&v).unwrap_err();
     assert_eq!(err.reason(), "schema");
-    assert!(err.to_string().contains("body.batteries[0].cycle_count"), "{err}");
+    assert!(
+        err.to_string().contains("body.batteries[0].cycle_count"),
+        "{err}"
+    );
 
     let mut v = health_json();
     v.as_object_mut().unwrap().remove("epoch");
@@ -122,9 +153,19 @@ fn wrong_types_and_missing_fields_name_their_path() {
 
 #[test]
 fn invalid_json_is_a_syntax_error() {
-    for bad in [&b"{\"schema_version\": "[..], b"not json", b"\xff\xfe", b"{} trailing"] {
+    for bad in [
+        &b"{\"schema_version\": "[..],
+        b"not json",
+        b"\xff\xfe",
+        b"{} trailing",
+    ] {
         let err = Message::decode(bad, None, samples::now(), &Limits::default()).unwrap_err();
-        assert_eq!(err.reason(), "invalid_json", "{:?}: {err}", String::from_utf8_lossy(bad));
+        assert_eq!(
+            err.reason(),
+            "invalid_json",
+            "{:?}: {err}",
+            String::from_utf8_lossy(bad)
+        );
     }
 }
 
@@ -150,14 +191,17 @@ fn an_unknown_event_type_is_kept() {
     v["body"]["event_type"] = json!("lid_sensor_stuck");
     let bytes = serde_json::to_vec(&v).unwrap();
     let msg = Message::decode(&bytes, None, samples::now(), &Limits::default()).unwrap();
-    let parc_protocol::Body::Event(e) = msg.body else { panic!() };
+    let parc_protocol::Body::Event(e) = msg.body else {
+        panic!()
+    };
     assert_eq!(e.event_type, "lid_sensor_stuck");
 }
 
 #[test]
 fn duplicate_keys_are_refused_rather_than_picking_one() {
     let text = samples::health().to_json().replacen("{", "{\"seq\":9,", 1);
-    let err = Message::decode(text.as_bytes(), None, samples::now(), &Limits::default()).unwrap_err();
+    let err =
+        Message::decode(text.as_bytes(), None, samples::now(), &Limits::default()).unwrap_err();
     assert_eq!(err.reason(), "schema", "{err}");
 }
 

@@ -10,14 +10,21 @@ fn a_sealed_frame_opens_with_the_same_key() {
     let (topic, payload) = seal(&samples::inventory(), &samples::key());
     let frame = Frame::parse(&topic, &payload, &Limits::default()).unwrap();
     assert_eq!(frame.device_id(), &samples::device());
-    assert_eq!(frame.open(&samples::key(), samples::now(), &Limits::default()).unwrap(), samples::inventory());
+    assert_eq!(
+        frame
+            .open(&samples::key(), samples::now(), &Limits::default())
+            .unwrap(),
+        samples::inventory()
+    );
 }
 
 #[test]
 fn another_devices_key_is_refused() {
     let (topic, payload) = seal(&samples::health(), &DeviceKey::from_bytes([9; 32]));
     let frame = Frame::parse(&topic, &payload, &Limits::default()).unwrap();
-    let err = frame.open(&samples::key(), samples::now(), &Limits::default()).unwrap_err();
+    let err = frame
+        .open(&samples::key(), samples::now(), &Limits::default())
+        .unwrap_err();
     assert_eq!(err.reason(), "bad_signature");
 }
 
@@ -27,22 +34,38 @@ fn a_frame_replayed_on_another_devices_topic_is_refused() {
     let other = "parc/v1/d-victim/health";
     let frame = Frame::parse(other, &payload, &Limits::default()).unwrap();
     // Whatever key the server holds for the victim, the MAC binds the original topic.
-    assert_eq!(frame.verify(&samples::key()).unwrap_err().reason(), "bad_signature");
+    assert_eq!(
+        frame.verify(&samples::key()).unwrap_err().reason(),
+        "bad_signature"
+    );
 }
 
 #[test]
 fn a_frame_moved_to_another_kind_is_refused() {
     let (_, payload) = seal(&samples::health(), &samples::key());
-    let frame = Frame::parse("parc/v1/d-0123456789abcdef/event", &payload, &Limits::default()).unwrap();
-    assert_eq!(frame.verify(&samples::key()).unwrap_err().reason(), "bad_signature");
+    let frame = Frame::parse(
+        "parc/v1/d-0123456789abcdef/event",
+        &payload,
+        &Limits::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        frame.verify(&samples::key()).unwrap_err().reason(),
+        "bad_signature"
+    );
 }
 
 #[test]
 fn a_tampered_message_is_refused() {
     let (topic, payload) = seal(&samples::health(), &samples::key());
-    let tampered = String::from_utf8(payload).unwrap().replace("\"health_percent\":52.0", "\"health_percent\":99.0");
+    let tampered = String::from_utf8(payload)
+        .unwrap()
+        .replace("\"health_percent\":52.0", "\"health_percent\":99.0");
     let frame = Frame::parse(&topic, tampered.as_bytes(), &Limits::default()).unwrap();
-    assert_eq!(frame.verify(&samples::key()).unwrap_err().reason(), "bad_signature");
+    assert_eq!(
+        frame.verify(&samples::key()).unwrap_err().reason(),
+        "bad_signature"
+    );
 }
 
 #[test]
@@ -56,6 +79,10 @@ fn an_oversized_frame_is_refused_before_the_topic_is_even_read() {
 fn device_keys_round_trip_through_base64_and_never_print() {
     let k = samples::key();
     assert_eq!(DeviceKey::from_base64(&k.to_base64()).unwrap(), k);
-    assert!(DeviceKey::from_base64("c2hvcnQ=").unwrap_err().contains("32 bytes"));
+    assert!(
+        DeviceKey::from_base64("c2hvcnQ=")
+            .unwrap_err()
+            .contains("32 bytes")
+    );
     assert_eq!(format!("{k:?}"), "DeviceKey(…)");
 }

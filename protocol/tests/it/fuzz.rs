@@ -9,7 +9,10 @@ use proptest::prelude::*;
 use crate::samples;
 
 static VALID: LazyLock<Vec<Vec<u8>>> = LazyLock::new(|| {
-    let mut v: Vec<Vec<u8>> = samples::all().into_iter().map(|(_, m)| m.to_json().into_bytes()).collect();
+    let mut v: Vec<Vec<u8>> = samples::all()
+        .into_iter()
+        .map(|(_, m)| m.to_json().into_bytes())
+        .collect();
     v.push(parc_protocol::seal(&samples::health(), &samples::key()).1);
     v
 });
@@ -17,7 +20,12 @@ static VALID: LazyLock<Vec<Vec<u8>>> = LazyLock::new(|| {
 fn exercise(payload: &[u8]) {
     let limits = Limits::default();
     let _ = Message::decode(payload, None, samples::now(), &limits);
-    let _ = Message::decode(payload, Some((&samples::device(), Kind::Health)), samples::now(), &limits);
+    let _ = Message::decode(
+        payload,
+        Some((&samples::device(), Kind::Health)),
+        samples::now(),
+        &limits,
+    );
     if let Ok(frame) = Frame::parse("parc/v1/d-0123456789abcdef/health", payload, &limits) {
         let _ = frame.open(&samples::key(), samples::now(), &limits);
     }

@@ -2,8 +2,13 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use parc_protocol::body::{Command, Event, Hello, Presence, Status};
-use parc_protocol::health::{BatteryHealth, Fan, Filesystem, Health, Probe, StorageHealth, Temperature};
-use parc_protocol::inventory::{BatteryInfo, Cpu, Disk, Display, Edid, Identity, InputDevice, Inventory, NetworkInterface, Os, Unsupported, UsbDevice};
+use parc_protocol::health::{
+    BatteryHealth, Fan, Filesystem, Health, Probe, StorageHealth, Temperature,
+};
+use parc_protocol::inventory::{
+    BatteryInfo, Cpu, Disk, Display, Edid, Identity, InputDevice, Inventory, NetworkInterface, Os,
+    Unsupported, UsbDevice,
+};
 use parc_protocol::{Body, DeviceId, DeviceKey, Epoch, Header, Message};
 
 pub fn now() -> DateTime<Utc> {
@@ -42,7 +47,12 @@ pub fn hello() -> Message {
 }
 
 pub fn status() -> Message {
-    Message::new(header(2), Body::Status(Status { state: Presence::Online }))
+    Message::new(
+        header(2),
+        Body::Status(Status {
+            state: Presence::Online,
+        }),
+    )
 }
 
 pub fn inventory() -> Message {

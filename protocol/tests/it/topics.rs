@@ -1,6 +1,8 @@
 //! The topic scheme, subscription filters and ACL patterns.
 
-use parc_protocol::{DeviceId, Kind, device_may_publish, mosquitto_device_acl, parse_topic, server_filters, topic};
+use parc_protocol::{
+    DeviceId, Kind, device_may_publish, mosquitto_device_acl, parse_topic, server_filters, topic,
+};
 
 #[test]
 fn topics_round_trip() {
@@ -14,7 +16,14 @@ fn topics_round_trip() {
 
 #[test]
 fn topics_outside_the_scheme_are_rejected() {
-    for bad in ["parc/v2/d-42/health", "parc/v1/d-42", "parc/v1/d-42/health/x", "parc/v1/+/health", "parc/v1/d-42/telemetry", "x"] {
+    for bad in [
+        "parc/v2/d-42/health",
+        "parc/v1/d-42",
+        "parc/v1/d-42/health/x",
+        "parc/v1/+/health",
+        "parc/v1/d-42/telemetry",
+        "x",
+    ] {
         let err = parse_topic(bad).unwrap_err();
         assert_eq!(err.reason(), "bad_topic", "{bad}");
     }
@@ -24,9 +33,18 @@ fn topics_outside_the_scheme_are_rejected() {
 fn server_filters_cover_device_kinds_plain_and_shared() {
     assert_eq!(
         server_filters(None),
-        ["parc/v1/+/hello", "parc/v1/+/inventory", "parc/v1/+/health", "parc/v1/+/event", "parc/v1/+/status"]
+        [
+            "parc/v1/+/hello",
+            "parc/v1/+/inventory",
+            "parc/v1/+/health",
+            "parc/v1/+/event",
+            "parc/v1/+/status"
+        ]
     );
-    assert_eq!(server_filters(Some("parc"))[2], "$share/parc/parc/v1/+/health");
+    assert_eq!(
+        server_filters(Some("parc"))[2],
+        "$share/parc/parc/v1/+/health"
+    );
 }
 
 #[test]
