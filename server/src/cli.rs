@@ -1,9 +1,15 @@
 //! Command-line interface of `parc-server`: argument parsing and dispatch to the
 //! library. It must never hold logic a test would want to reach; it only wires.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+
+use crate::config::ServerConfig;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -12,13 +18,85 @@ use clap::{Parser, Subcommand};
     about = "Parc server: fleet inventory, warranty and maintenance for classroom devices"
 )]
 pub struct Cli {
+    /// Configuration file (default: built-in defaults).
+    #[arg(long, short, global = true, env = "PARC_SERVER_CONFIG")]
+    pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Run the whole loop on this machine: embedded broker, ingest, HTTP API and a
+    /// simulated fleet. Free ports are used when the preferred ones are taken.
+    Demo {
+        /// Preferred HTTP address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        http: SocketAddr,
+        /// Preferred MQTT address of the embedded broker.
+        #[arg(long, default_value = "127.0.0.1:1883")]
+        mqtt: SocketAddr,
+        /// Number of simulated devices.
+        #[arg(long, default_value_t = 30)]
+        devices: usize,
+        /// Seconds between two health samples of a simulated device.
+        #[arg(long, default_value_t = 2)]
+        interval_seconds: u64,
+        /// Stop after this many seconds (default: run until Ctrl-C).
+        #[arg(long)]
+        duration_seconds: Option<u64>,
+    },
+    /// Print the effective configuration (defaults, file and environment merged).
+    PrintConfig {
+        /// Print the embedded default file with its comments instead.
+        #[arg(long)]
+        default: bool,
+    },
+    /// Check the configuration and report the first problem with its key.
+    ValidateConfig,
+}
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {}
+    match cli.command {
+        Command::PrintConfig { default: true } => print!("{}", crate::config::DEFAULT_TOML),
+        Command::PrintConfig { default: false } => {
+            let cfg = ServerConfig::load(cli.config.as_deref()).context("loading configuration")?;
+            print!("{}", cfg.to_toml());
+        }
+        Command::ValidateConfig => {
+            ServerConfig::load(cli.config.as_deref()).context("invalid configuration")?;
+            println!("configuration is valid");
+        }
+        Command::Demo {
+            http,
+            mqtt,
+            devices,
+            interval_seconds,
+            duration_seconds,
+        } => {
+            let opts = crate::demo::DemoOptions {
+                http,
+                mqtt,
+                devices,
+                interval: Duration::from_secs(interval_seconds.max(1)),
+                duration: duration_seconds.map(Duration::from_secs),
+            };
+            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            rt.block_on(crate::demo::run(opts, shutdown_signal()))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
 }

@@ -1,4 +1,9 @@
 //! The Parc server library: everything `parc-server` does, testable without the
 //! binary. `main.rs` only parses arguments and reports errors.
 
+pub mod broker;
 pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod http;
+pub mod ingest;

@@ -1,1 +1,5 @@
+//! Integration tests of the server library and binary.
 
+mod config;
+mod demo;
+mod ingest;
