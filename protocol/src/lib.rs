@@ -17,10 +17,11 @@ mod message;
 mod serial;
 mod topic;
 mod validate;
+pub use validate::MAX_SEQ;
 
 pub use body::{Command, Event, Hello, Presence, Status};
 pub use error::DecodeError;
-pub use frame::{DeviceKey, Frame, seal};
+pub use frame::{DeviceKey, Frame, seal, seal_raw};
 pub use health::Health;
 pub use inventory::Inventory;
 pub use message::{

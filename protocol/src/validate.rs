@@ -54,13 +54,18 @@ impl Check<'_> {
     }
 }
 
+/// Largest `seq`: 2^53 − 1.
+pub const MAX_SEQ: u64 = 9_007_199_254_740_991;
+
 pub(crate) fn message(m: &Message, now: DateTime<Utc>, limits: &Limits) -> Result<(), DecodeError> {
     let c = Check { now, limits };
-    if m.header.seq == 0 {
+    // The upper bound keeps seq exact in JavaScript clients and in signed 64-bit
+    // database columns.
+    if m.header.seq == 0 || m.header.seq > MAX_SEQ {
         return Err(DecodeError::OutOfRange {
             path: "seq".into(),
-            value: "0".into(),
-            range: "1..",
+            value: m.header.seq.to_string(),
+            range: "1..=9007199254740991",
         });
     }
     c.time(|| "collected_at".into(), Some(&m.header.collected_at))?;

@@ -38,6 +38,10 @@ impl EmbeddedBroker {
             addr: listen,
             source,
         })?;
+        // The broker lets through publishes up to 8× the decoder's limit, so that an
+        // oversized report reaches the ingest and is quarantined as `too_large` (with
+        // its topic and size) instead of silently cutting the device's connection.
+        let broker_max = max_payload_bytes.saturating_mul(8);
         let toml = format!(
             r#"
 id = 0
@@ -54,7 +58,7 @@ listen = "{listen}"
 next_connection_delay_ms = 1
     [v4.1.connections]
     connection_timeout_ms = 60000
-    max_payload_size = {max_payload_bytes}
+    max_payload_size = {broker_max}
     max_inflight_count = 100
     dynamic_filters = true
 "#

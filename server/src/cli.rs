@@ -36,6 +36,9 @@ pub enum Command {
         /// Preferred MQTT address of the embedded broker.
         #[arg(long, default_value = "127.0.0.1:1883")]
         mqtt: SocketAddr,
+        /// Where the demo keeps its SQLite database.
+        #[arg(long, default_value = "parc-demo-data")]
+        data_dir: PathBuf,
         /// Number of simulated devices.
         #[arg(long, default_value_t = 30)]
         devices: usize,
@@ -46,6 +49,9 @@ pub enum Command {
         #[arg(long)]
         duration_seconds: Option<u64>,
     },
+    /// Run the server: ingest from the embedded broker (or `mqtt.url`), store in
+    /// SQLite (or `database.url`), serve the HTTP API on `http.listen`.
+    Run,
     /// Print the effective configuration (defaults, file and environment merged).
     PrintConfig {
         /// Print the embedded default file with its comments instead.
@@ -67,9 +73,32 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ServerConfig::load(cli.config.as_deref()).context("invalid configuration")?;
             println!("configuration is valid");
         }
+        Command::Run => {
+            let cfg = ServerConfig::load(cli.config.as_deref()).context("loading configuration")?;
+            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            rt.block_on(async {
+                let http = tokio::net::TcpListener::bind(cfg.http.listen)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "HTTP address {} is not available; choose another with `[http] listen = \"127.0.0.1:PORT\"` or PARC_SERVER_HTTP__LISTEN",
+                            cfg.http.listen
+                        )
+                    })?;
+                let prepared = crate::app::Prepared::new(cfg).await?;
+                tracing::info!(
+                    http = %http.local_addr()?,
+                    engine = prepared.ingest.store.engine().as_str(),
+                    "parc-server running"
+                );
+                prepared.run(http, shutdown_signal()).await?;
+                anyhow::Ok(())
+            })?;
+        }
         Command::Demo {
             http,
             mqtt,
+            data_dir,
             devices,
             interval_seconds,
             duration_seconds,
@@ -77,6 +106,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let opts = crate::demo::DemoOptions {
                 http,
                 mqtt,
+                data_dir,
                 devices,
                 interval: Duration::from_secs(interval_seconds.max(1)),
                 duration: duration_seconds.map(Duration::from_secs),

@@ -30,7 +30,11 @@ pub enum ConfigError {
 pub struct ServerConfig {
     pub http: HttpSection,
     pub mqtt: MqttSection,
+    #[serde(default)]
+    pub database: DatabaseSection,
     pub storage: StorageSection,
+    pub ingest: IngestSection,
+    pub retention: RetentionSection,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,6 +48,43 @@ pub struct HttpSection {
 pub struct MqttSection {
     pub listen: SocketAddr,
     pub max_payload_bytes: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    pub client_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_group: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSection {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestSection {
+    pub batch_max_messages: usize,
+    pub batch_max_wait_ms: u64,
+    pub queue_capacity: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSection {
+    pub raw_days: u32,
+    pub hourly_days: u32,
+    pub events_days: u32,
+    pub quarantine_days: u32,
+    pub quarantine_max_rows: u64,
+    pub prune_interval_minutes: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -94,7 +135,74 @@ impl ServerConfig {
                 message: "must be between 1024 and 16777216".into(),
             });
         }
+        let invalid = |key: &str, message: &str| {
+            Err(ConfigError::Invalid {
+                key: key.into(),
+                message: message.into(),
+            })
+        };
+        if let Some(url) = &cfg.mqtt.url
+            && let Err(message) = crate::ingest::BrokerUrl::parse(url)
+        {
+            return invalid("mqtt.url", &message);
+        }
+        if let Some(url) = &cfg.database.url
+            && crate::store::Engine::from_url(url).is_err()
+        {
+            return invalid("database.url", "must start with sqlite:// or postgres://");
+        }
+        if let Some(group) = &cfg.mqtt.shared_group
+            && (group.is_empty() || group.contains(['/', '+', '#']))
+        {
+            return invalid(
+                "mqtt.shared_group",
+                "must be a non-empty name without '/', '+' or '#'",
+            );
+        }
+        if cfg.mqtt.client_id.is_empty() || cfg.mqtt.client_id.len() > 64 {
+            return invalid("mqtt.client_id", "must be 1 to 64 characters");
+        }
+        if !(1..=10_000).contains(&cfg.ingest.batch_max_messages) {
+            return invalid("ingest.batch_max_messages", "must be between 1 and 10000");
+        }
+        if !(1..=10_000).contains(&cfg.ingest.batch_max_wait_ms) {
+            return invalid("ingest.batch_max_wait_ms", "must be between 1 and 10000");
+        }
+        if cfg.ingest.queue_capacity < cfg.ingest.batch_max_messages {
+            return invalid(
+                "ingest.queue_capacity",
+                "must be at least ingest.batch_max_messages",
+            );
+        }
+        if cfg.retention.raw_days == 0 || cfg.retention.hourly_days < cfg.retention.raw_days {
+            return invalid(
+                "retention.hourly_days",
+                "raw_days must be at least 1 and hourly_days at least raw_days",
+            );
+        }
+        if cfg.retention.prune_interval_minutes == 0 {
+            return invalid("retention.prune_interval_minutes", "must be at least 1");
+        }
         Ok(cfg)
+    }
+
+    /// The database URL: the configured one, or SQLite in the data directory.
+    pub fn database_url(&self) -> String {
+        self.database
+            .url
+            .clone()
+            .unwrap_or_else(|| crate::store::Store::sqlite_url(&self.storage.data_dir))
+    }
+
+    pub fn retention(&self) -> crate::store::Retention {
+        let days = |d: u32| std::time::Duration::from_secs(u64::from(d) * 86_400);
+        crate::store::Retention {
+            raw: days(self.retention.raw_days),
+            hourly: days(self.retention.hourly_days),
+            events: days(self.retention.events_days),
+            quarantine: days(self.retention.quarantine_days),
+            quarantine_max_rows: self.retention.quarantine_max_rows,
+        }
     }
 
     pub fn to_toml(&self) -> String {

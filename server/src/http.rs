@@ -1,26 +1,197 @@
-//! HTTP surface: liveness and the ingest summary as JSON.
+//! HTTP surface: liveness, readiness, metrics, and the read API over what was stored.
 //!
 //! The listener is bound by the caller and passed in. Handlers never expose internal
-//! errors to clients.
+//! errors to clients: [`ApiError`] maps each failure to a status and a stable code,
+//! and logs the detail server-side.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use parc_protocol::DeviceId;
+use parc_protocol::enroll::{ApiError as WireError, ApiErrorDetail};
+use serde::Deserialize;
 
-use crate::ingest::Stats;
+use crate::ingest::Ingest;
+use crate::store::StoreError;
 
-pub fn router(stats: Arc<Mutex<Stats>>) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/api/v1/summary", get(summary))
-        .with_state(stats)
+/// Every failure an HTTP handler can return.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("storage unavailable")]
+    Store(#[from] StoreError),
 }
 
-async fn summary(State(stats): State<Arc<Mutex<Stats>>>) -> Json<serde_json::Value> {
-    let stats = stats.lock().expect("stats lock");
-    Json(serde_json::to_value(&*stats).expect("stats serialize"))
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self {
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Store(e) => {
+                tracing::error!(error = %e, "request failed on storage");
+                (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
+            }
+        };
+        let body = WireError {
+            error: ApiErrorDetail {
+                code: code.to_string(),
+                message: self.to_string(),
+            },
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+pub fn router(ingest: Arc<Ingest>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/summary", get(summary))
+        .route("/api/v1/devices", get(devices))
+        .route("/api/v1/devices/{id}/health", get(health))
+        .route("/api/v1/devices/{id}/health/hourly", get(hourly))
+        .route("/api/v1/devices/{id}/inventory", get(inventory))
+        .route("/api/v1/devices/{id}/changes", get(changes))
+        .route("/api/v1/quarantine", get(quarantine))
+        .with_state(ingest)
+}
+
+/// Ready when the database answers and the broker subscription is up.
+async fn readyz(State(ingest): State<Arc<Ingest>>) -> Response {
+    let db = matches!(
+        tokio::time::timeout(Duration::from_secs(2), ingest.store.ping()).await,
+        Ok(Ok(()))
+    );
+    let mqtt = ingest.connected.load(Ordering::Relaxed);
+    let writer = ingest.writer_ok.load(Ordering::Relaxed);
+    let body = serde_json::json!({ "database": db, "mqtt": mqtt, "writer": writer });
+    let status = if db && mqtt && writer {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn metrics(State(ingest): State<Arc<Ingest>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        ingest.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn summary(State(ingest): State<Arc<Ingest>>) -> Result<Json<serde_json::Value>, ApiError> {
+    let counts = ingest.store.counts().await?;
+    Ok(Json(serde_json::json!({
+        "engine": ingest.store.engine().as_str(),
+        "counts": counts,
+    })))
+}
+
+async fn devices(
+    State(ingest): State<Arc<Ingest>>,
+) -> Result<Json<Vec<crate::store::DeviceRow>>, ApiError> {
+    Ok(Json(ingest.store.devices().await?))
+}
+
+fn device_id(id: &str) -> Result<DeviceId, ApiError> {
+    DeviceId::parse(id).map_err(|e| ApiError::BadRequest(format!("device id: {e}")))
+}
+
+#[derive(Debug, Deserialize)]
+struct Range {
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+}
+
+impl Range {
+    fn resolve(
+        &self,
+        default_span: chrono::Duration,
+    ) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
+        let to = self.to.unwrap_or_else(Utc::now);
+        let from = self.from.unwrap_or(to - default_span);
+        if from >= to {
+            return Err(ApiError::BadRequest("`from` must be before `to`".into()));
+        }
+        Ok((from, to))
+    }
+}
+
+async fn health(
+    State(ingest): State<Arc<Ingest>>,
+    Path(id): Path<String>,
+    Query(range): Query<Range>,
+) -> Result<Json<Vec<crate::store::HealthPoint>>, ApiError> {
+    let (from, to) = range.resolve(chrono::Duration::days(7))?;
+    Ok(Json(
+        ingest
+            .store
+            .health_series(&device_id(&id)?, from, to)
+            .await?,
+    ))
+}
+
+async fn hourly(
+    State(ingest): State<Arc<Ingest>>,
+    Path(id): Path<String>,
+    Query(range): Query<Range>,
+) -> Result<Json<Vec<crate::store::HourlyPoint>>, ApiError> {
+    let (from, to) = range.resolve(chrono::Duration::days(90))?;
+    Ok(Json(
+        ingest
+            .store
+            .hourly_series(&device_id(&id)?, from, to)
+            .await?,
+    ))
+}
+
+async fn inventory(
+    State(ingest): State<Arc<Ingest>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = device_id(&id)?;
+    match ingest.store.latest_inventory(&id).await? {
+        Some(body) => Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response()),
+        None => Err(ApiError::NotFound(format!("no inventory from device {id}"))),
+    }
+}
+
+async fn changes(
+    State(ingest): State<Arc<Ingest>>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<crate::store::InventoryChangeRow>>, ApiError> {
+    Ok(Json(
+        ingest.store.inventory_changes(&device_id(&id)?).await?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct Limit {
+    limit: Option<i64>,
+}
+
+async fn quarantine(
+    State(ingest): State<Arc<Ingest>>,
+    Query(limit): Query<Limit>,
+) -> Result<Json<Vec<crate::store::QuarantineRow>>, ApiError> {
+    let limit = limit.limit.unwrap_or(100).clamp(1, 1000);
+    Ok(Json(ingest.store.quarantine(limit).await?))
 }
 
 /// Serves until `shutdown` resolves.

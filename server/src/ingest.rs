@@ -1,32 +1,43 @@
-//! Ingestion: takes MQTT publishes from the broker, authenticates each frame with the
-//! key of the device its topic names, decodes and validates it with the protocol crate,
-//! and records what was accepted and why anything was refused.
+//! Ingestion: the only server module that knows MQTT (with `broker` and the demo
+//! fleet). It reads publishes from the embedded broker's in-process link or from an
+//! external broker (rumqttc, persistent session, manual acks), authenticates each
+//! frame with the key of the device its topic names, decodes and validates it with
+//! the protocol crate, and hands it to a writer task that commits in batches.
 //!
-//! With `broker` and the demo fleet, the only server code that knows MQTT. It must never
-//! trust a message before its HMAC has been checked, never stop on bad input, and never
-//! let a bad message affect its neighbours. Storage is in memory for now (the storage
-//! issue replaces `Stats` with the SQL store, keeping this flow).
+//! Invariants: a message is acknowledged to the broker only after the batch holding
+//! it is committed, so a crash loses nothing (the broker redelivers, the store
+//! dedups); nothing is trusted before its HMAC is checked; bad input is quarantined
+//! and never stops the loop or affects its neighbours; queues are bounded, so a slow
+//! database slows reading from the broker instead of growing memory.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, RwLock};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use parc_protocol::{Body, DecodeError, DeviceId, DeviceKey, Frame, Limits, Message, Presence};
+use parc_protocol::{DecodeError, DeviceId, DeviceKey, Frame, Limits, Message};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, Transport};
 use rumqttd::Notification;
 use rumqttd::local::{LinkRx, LinkTx};
-use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
+use crate::store::{Item, Quarantined, Store, StoreError};
 
 /// Why a publish was refused: a protocol reason, or a device the server does not know.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Rejection {
     #[error(transparent)]
     Decode(#[from] DecodeError),
-    #[error("device {0} is not enrolled (or its key was revoked)")]
+    #[error("device {0} is not enrolled (or it was revoked)")]
     UnknownDevice(String),
 }
 
 impl Rejection {
-    /// Stable label for counters.
+    /// Stable label for counters and the quarantine.
     pub fn reason(&self) -> &'static str {
         match self {
             Rejection::Decode(e) => e.reason(),
@@ -35,138 +46,530 @@ impl Rejection {
     }
 }
 
-/// Keys of enrolled devices.
-#[derive(Default)]
-pub struct Registry {
-    keys: RwLock<HashMap<DeviceId, DeviceKey>>,
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("embedded broker link: {0}")]
+    Link(String),
+    #[error("MQTT broker: {0}")]
+    Mqtt(String),
+    #[error("reading {path}: {source}")]
+    CaFile {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
-impl Registry {
-    pub fn insert(&self, device: DeviceId, key: DeviceKey) {
-        self.keys
-            .write()
-            .expect("registry lock")
-            .insert(device, key);
+/// Device keys, cached for `ttl` in front of the store so that each message does not
+/// cost a query. A revocation reaches every replica within `ttl`.
+pub struct KeyCache {
+    store: Store,
+    ttl: Duration,
+    map: std::sync::Mutex<HashMap<String, (Option<DeviceKey>, Instant)>>,
+}
+
+impl KeyCache {
+    pub fn new(store: Store, ttl: Duration) -> Self {
+        Self {
+            store,
+            ttl,
+            map: Default::default(),
+        }
     }
 
-    pub fn key(&self, device: &DeviceId) -> Option<DeviceKey> {
-        self.keys
-            .read()
-            .expect("registry lock")
-            .get(device)
-            .cloned()
+    pub async fn key(&self, device: &DeviceId) -> Result<Option<DeviceKey>, StoreError> {
+        if let Some((key, at)) = self.lock().get(device.as_str())
+            && at.elapsed() < self.ttl
+        {
+            return Ok(key.clone());
+        }
+        let key = self.store.device_key(device).await?;
+        let mut map = self.lock();
+        if map.len() > 200_000 {
+            // Forged ids must not grow the cache without bound.
+            map.clear();
+        }
+        map.insert(device.as_str().to_string(), (key.clone(), Instant::now()));
+        Ok(key)
+    }
+
+    /// Forgets a device at once (after enrolment or revocation on this replica).
+    pub fn invalidate(&self, device: &DeviceId) {
+        self.lock().remove(device.as_str());
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Option<DeviceKey>, Instant)>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-/// Authenticates, decodes and validates one publish. Pure apart from the key lookup.
-pub fn accept(
+/// Authenticates, decodes and validates one publish.
+pub async fn accept(
     topic: &str,
     payload: &[u8],
-    registry: &Registry,
+    keys: &KeyCache,
     now: DateTime<Utc>,
     limits: &Limits,
-) -> Result<Message, Rejection> {
-    let frame = Frame::parse(topic, payload, limits)?;
-    let key = registry
-        .key(frame.device_id())
-        .ok_or_else(|| Rejection::UnknownDevice(frame.device_id().to_string()))?;
-    Ok(frame.open(&key, now, limits)?)
+) -> Result<Result<Message, Rejection>, StoreError> {
+    let frame = match Frame::parse(topic, payload, limits) {
+        Ok(f) => f,
+        Err(e) => return Ok(Err(e.into())),
+    };
+    let Some(key) = keys.key(frame.device_id()).await? else {
+        return Ok(Err(Rejection::UnknownDevice(frame.device_id().to_string())));
+    };
+    Ok(frame.open(&key, now, limits).map_err(Rejection::from))
 }
 
-/// What the server has seen of one device.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct DeviceSummary {
-    pub device_id: String,
-    pub last_seen: Option<DateTime<Utc>>,
-    pub online: Option<bool>,
-    pub hostname: Option<String>,
-    pub serial: Option<String>,
-    pub model: Option<String>,
-    pub battery_health_percent: Option<f64>,
-    pub messages: u64,
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    pub limits: Limits,
+    pub batch_max_messages: usize,
+    pub batch_max_wait: Duration,
+    pub queue_capacity: usize,
+    /// Messages collected longer ago than this are acknowledged but not stored.
+    pub raw_retention: Duration,
 }
 
-/// Counters and per-device summaries.
-#[derive(Debug, Default, Serialize)]
-pub struct Stats {
-    pub received: u64,
-    pub accepted: BTreeMap<&'static str, u64>,
-    pub rejected: BTreeMap<&'static str, u64>,
-    pub devices: BTreeMap<String, DeviceSummary>,
+impl IngestOptions {
+    pub fn from_config(cfg: &crate::config::ServerConfig) -> Self {
+        Self {
+            limits: Limits {
+                max_payload_bytes: cfg.mqtt.max_payload_bytes,
+                ..Limits::default()
+            },
+            batch_max_messages: cfg.ingest.batch_max_messages,
+            batch_max_wait: Duration::from_millis(cfg.ingest.batch_max_wait_ms),
+            queue_capacity: cfg.ingest.queue_capacity,
+            raw_retention: cfg.retention().raw,
+        }
+    }
 }
 
-impl Stats {
-    pub fn record(&mut self, result: &Result<Message, Rejection>) {
-        self.received += 1;
-        match result {
-            Err(r) => *self.rejected.entry(r.reason()).or_default() += 1,
-            Ok(m) => {
-                *self.accepted.entry(m.kind().as_str()).or_default() += 1;
-                let id = m.header.device_id.to_string();
-                let d = self
-                    .devices
-                    .entry(id.clone())
-                    .or_insert_with(|| DeviceSummary {
-                        device_id: id,
-                        ..Default::default()
-                    });
-                d.messages += 1;
-                d.last_seen = d.last_seen.max(Some(m.header.collected_at));
-                match &m.body {
-                    Body::Status(s) => d.online = Some(s.state == Presence::Online),
-                    Body::Inventory(inv) => {
-                        d.hostname = inv.os.hostname.clone();
-                        d.serial = inv.identity.system_serial.clone();
-                        d.model = inv.identity.product_name.clone();
+/// State shared by the reader, the writer and the HTTP handlers.
+pub struct Ingest {
+    pub store: Store,
+    pub keys: KeyCache,
+    pub metrics: Arc<Metrics>,
+    pub options: IngestOptions,
+    /// The source is subscribed (embedded link up, or connected to the broker).
+    pub connected: AtomicBool,
+    /// The last commit succeeded.
+    pub writer_ok: AtomicBool,
+}
+
+impl Ingest {
+    pub fn new(store: Store, metrics: Arc<Metrics>, options: IngestOptions) -> Self {
+        Self {
+            keys: KeyCache::new(store.clone(), Duration::from_secs(30)),
+            store,
+            metrics,
+            options,
+            connected: AtomicBool::new(false),
+            writer_ok: AtomicBool::new(true),
+        }
+    }
+}
+
+/// How to acknowledge a message once committed.
+struct Ack {
+    publish: rumqttc::Publish,
+    /// Connection it arrived on: after a reconnect the broker redelivers unacked
+    /// messages itself, and an ack for an old packet id could hit a newer message.
+    generation: u64,
+}
+
+struct Pending {
+    item: Item,
+    ack: Option<Ack>,
+}
+
+/// The external-broker client the writer acknowledges through.
+struct Acker {
+    client: AsyncClient,
+    generation: Arc<AtomicU64>,
+}
+
+/// Decodes one publish into a pending item; only a store failure (key lookup) is an
+/// error, and then the message is left unacknowledged for redelivery.
+async fn prepare(ingest: &Ingest, topic: &str, payload: &[u8]) -> Result<Item, StoreError> {
+    ingest.metrics.received.inc();
+    let now = Utc::now();
+    Ok(
+        match accept(topic, payload, &ingest.keys, now, &ingest.options.limits).await? {
+            Ok(m) => Item::Accepted(Box::new(m)),
+            Err(r) => {
+                tracing::warn!(topic = %topic.chars().take(128).collect::<String>(), reason = r.reason(), error = %r, "publish refused");
+                Item::Rejected(Quarantined::new(
+                    now,
+                    topic,
+                    payload,
+                    r.reason(),
+                    r.to_string(),
+                ))
+            }
+        },
+    )
+}
+
+/// Commits batches until the queue closes; acknowledges each batch after its commit.
+async fn writer(
+    ingest: Arc<Ingest>,
+    mut rx: mpsc::Receiver<Pending>,
+    acker: Option<Acker>,
+    shutdown: Shutdown,
+) {
+    let opts = ingest.options.clone();
+    let m = &ingest.metrics;
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + opts.batch_max_wait;
+        while batch.len() < opts.batch_max_messages {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(p)) => batch.push(p),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        m.queue_depth.set(rx.len() as i64);
+        let (items, acks): (Vec<Item>, Vec<Option<Ack>>) =
+            batch.into_iter().map(|p| (p.item, p.ack)).unzip();
+        let mut backoff = Duration::from_millis(200);
+        let outcome = loop {
+            let started = Instant::now();
+            let now = Utc::now();
+            let stale_before = now
+                - chrono::Duration::from_std(opts.raw_retention).unwrap_or(chrono::Duration::MAX);
+            match ingest.store.write_batch(&items, now, stale_before).await {
+                Ok(o) => {
+                    m.commit_seconds.observe(started.elapsed().as_secs_f64());
+                    ingest.writer_ok.store(true, Ordering::Relaxed);
+                    break Some(o);
+                }
+                Err(e) => {
+                    m.commit_failures.inc();
+                    ingest.writer_ok.store(false, Ordering::Relaxed);
+                    tracing::error!(error = %e, messages = items.len(), "batch commit failed; retrying");
+                    if shutdown.is_fired() {
+                        // Unacknowledged: the broker keeps them for the next start.
+                        break None;
                     }
-                    Body::Health(h) => {
-                        d.battery_health_percent = h
-                            .batteries
-                            .iter()
-                            .filter_map(|b| b.health_percent)
-                            .reduce(f64::min)
-                            .or(d.battery_health_percent);
-                    }
-                    _ => {}
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        };
+        let Some(outcome) = outcome else { continue };
+        m.batch_size.observe(items.len() as f64);
+        for (kind, n) in &outcome.stored {
+            m.stored
+                .get_or_create(&Metrics::label("kind", kind))
+                .inc_by(*n);
+        }
+        for (reason, n) in &outcome.quarantined {
+            m.rejected
+                .get_or_create(&Metrics::label("reason", reason))
+                .inc_by(*n);
+        }
+        m.duplicates.inc_by(outcome.duplicates);
+        m.stale.inc_by(outcome.stale);
+        if outcome.presence_changed
+            && let Ok(n) = ingest.store.devices_online().await
+        {
+            m.devices_online.set(n);
+        }
+        if let Some(acker) = &acker {
+            let current = acker.generation.load(Ordering::Acquire);
+            for ack in acks.into_iter().flatten() {
+                if ack.generation == current
+                    && let Err(e) = acker.client.ack(&ack.publish).await
+                {
+                    tracing::warn!(error = %e, "acknowledging to the broker failed; it will redeliver");
                 }
             }
         }
     }
 }
 
-/// Subscribes the in-process link to every device→server topic and ingests until
-/// `shutdown` resolves.
-pub async fn run_link(
+/// Ingests from the embedded broker's in-process link until `shutdown`.
+pub async fn run_embedded(
+    ingest: Arc<Ingest>,
     mut tx: LinkTx,
     mut rx: LinkRx,
-    registry: Arc<Registry>,
-    stats: Arc<Mutex<Stats>>,
-    limits: Limits,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> Result<(), rumqttd::local::LinkError> {
+    shutdown: Shutdown,
+) -> Result<(), IngestError> {
     for filter in parc_protocol::server_filters(None) {
-        tx.subscribe(filter)?;
+        tx.subscribe(filter)
+            .map_err(|e| IngestError::Link(e.to_string()))?;
     }
-    tokio::pin!(shutdown);
-    loop {
+    ingest.connected.store(true, Ordering::Relaxed);
+    ingest.metrics.mqtt_connected.set(1);
+    let (queue, queue_rx) = mpsc::channel(ingest.options.queue_capacity);
+    let writer = tokio::spawn(writer(ingest.clone(), queue_rx, None, shutdown.clone()));
+    let stop = shutdown.wait();
+    tokio::pin!(stop);
+    let result = loop {
         let notification = tokio::select! {
-            () = &mut shutdown => return Ok(()),
-            n = rx.next() => n?,
+            () = &mut stop => break Ok(()),
+            n = rx.next() => match n {
+                Ok(n) => n,
+                Err(e) => break Err(IngestError::Link(e.to_string())),
+            },
         };
         let Some(Notification::Forward(forward)) = notification else {
             continue;
         };
         let topic = String::from_utf8_lossy(&forward.publish.topic).into_owned();
-        let result = accept(
-            &topic,
-            &forward.publish.payload,
-            &registry,
-            Utc::now(),
-            &limits,
-        );
-        if let Err(r) = &result {
-            tracing::warn!(topic = %topic, reason = r.reason(), error = %r, "rejected");
+        let item = loop {
+            match prepare(&ingest, &topic, &forward.publish.payload).await {
+                Ok(item) => break item,
+                Err(e) => {
+                    // The link has no redelivery: wait for the database rather than drop.
+                    tracing::error!(error = %e, "device key lookup failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        };
+        if queue.send(Pending { item, ack: None }).await.is_err() {
+            break Ok(());
         }
-        stats.lock().expect("stats lock").record(&result);
+    };
+    ingest.connected.store(false, Ordering::Relaxed);
+    ingest.metrics.mqtt_connected.set(0);
+    drop(queue);
+    let _ = writer.await;
+    result
+}
+
+/// An external broker address: `mqtt://HOST:PORT` or `mqtts://HOST:PORT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerUrl {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+}
+
+impl BrokerUrl {
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let (tls, rest) = if let Some(r) = url.strip_prefix("mqtt://") {
+            (false, r)
+        } else if let Some(r) = url.strip_prefix("mqtts://") {
+            (true, r)
+        } else {
+            return Err(format!("`{url}` must start with mqtt:// or mqtts://"));
+        };
+        let rest = rest.trim_end_matches('/');
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((h, p)) => (
+                h,
+                p.parse::<u16>()
+                    .map_err(|_| format!("`{p}` in `{url}` is not a port number"))?,
+            ),
+            None => (rest, if tls { 8883 } else { 1883 }),
+        };
+        if host.is_empty() || host.contains('/') {
+            return Err(format!("`{url}` has no host name"));
+        }
+        Ok(Self {
+            tls,
+            host: host.trim_matches(['[', ']']).to_string(),
+            port,
+        })
+    }
+}
+
+/// Connection settings for an external broker.
+#[derive(Debug, Clone)]
+pub struct ExternalMqtt {
+    pub url: BrokerUrl,
+    pub client_id: String,
+    pub shared_group: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+/// Ingests from an external broker until `shutdown`, reconnecting with backoff.
+/// The session is persistent (clean_session = false) and subscriptions are QoS 1, so
+/// messages published while the server is down or not yet acknowledged are
+/// redelivered.
+pub async fn run_external(
+    ingest: Arc<Ingest>,
+    mqtt: ExternalMqtt,
+    shutdown: Shutdown,
+) -> Result<(), IngestError> {
+    let mut opts = MqttOptions::new(mqtt.client_id.clone(), mqtt.url.host.clone(), mqtt.url.port);
+    opts.set_keep_alive(Duration::from_secs(30));
+    opts.set_clean_session(false);
+    opts.set_manual_acks(true);
+    // As with the embedded broker: oversized reports up to 8× the limit are read and
+    // quarantined rather than breaking the connection.
+    let max = ingest.options.limits.max_payload_bytes.saturating_mul(8) + 4096;
+    opts.set_max_packet_size(max, max);
+    if let (Some(u), Some(p)) = (&mqtt.username, &mqtt.password) {
+        opts.set_credentials(u.clone(), p.clone());
+    }
+    if mqtt.url.tls {
+        let transport = match &mqtt.ca_file {
+            Some(path) => {
+                let ca = std::fs::read(path).map_err(|source| IngestError::CaFile {
+                    path: path.clone(),
+                    source,
+                })?;
+                Transport::tls(ca, None, None)
+            }
+            None => Transport::tls_with_default_config(),
+        };
+        opts.set_transport(transport);
+    }
+    // Larger than every message that can be awaiting its ack (queue + one batch), so
+    // the writer's acks never wait on a reader that waits on the writer.
+    let cap = ingest.options.queue_capacity + 2 * ingest.options.batch_max_messages + 64;
+    let (client, mut eventloop) = AsyncClient::new(opts, cap);
+    let generation = Arc::new(AtomicU64::new(0));
+    let (queue, queue_rx) = mpsc::channel(ingest.options.queue_capacity);
+    let (done_tx, mut done_rx) = oneshot::channel::<()>();
+    {
+        let acker = Acker {
+            client: client.clone(),
+            generation: generation.clone(),
+        };
+        let ingest = ingest.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            writer(ingest, queue_rx, Some(acker), shutdown).await;
+            let _ = done_tx.send(());
+        });
+    }
+    let filters = parc_protocol::server_filters(mqtt.shared_group.as_deref());
+    let mut queue = Some(queue);
+    let mut backoff = Duration::from_millis(500);
+    let stop = shutdown.clone().wait();
+    tokio::pin!(stop);
+    loop {
+        let event = tokio::select! {
+            () = &mut stop, if queue.is_some() => {
+                // Stop taking new messages; keep polling so the writer's last acks go out.
+                queue = None;
+                continue;
+            }
+            _ = &mut done_rx => break,
+            e = eventloop.poll() => e,
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                generation.fetch_add(1, Ordering::AcqRel);
+                backoff = Duration::from_millis(500);
+                tracing::info!(
+                    session_present = ack.session_present,
+                    "connected to the MQTT broker"
+                );
+                for f in &filters {
+                    client
+                        .subscribe(f.clone(), QoS::AtLeastOnce)
+                        .await
+                        .map_err(|e| IngestError::Mqtt(e.to_string()))?;
+                }
+            }
+            Ok(Event::Incoming(Packet::SubAck(_))) => {
+                ingest.connected.store(true, Ordering::Relaxed);
+                ingest.metrics.mqtt_connected.set(1);
+            }
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                let Some(q) = &queue else { continue };
+                let payload: Bytes = publish.payload.clone();
+                let item = match prepare(&ingest, &publish.topic, &payload).await {
+                    Ok(item) => item,
+                    Err(e) => {
+                        // Left unacknowledged: redelivered after the next reconnect.
+                        tracing::error!(error = %e, "device key lookup failed; message left for redelivery");
+                        continue;
+                    }
+                };
+                let mut ack_publish = publish;
+                ack_publish.payload = Bytes::new();
+                let ack = Ack {
+                    publish: ack_publish,
+                    generation: generation.load(Ordering::Acquire),
+                };
+                ingest
+                    .metrics
+                    .queue_depth
+                    .set((ingest.options.queue_capacity - q.capacity()) as i64);
+                if q.send(Pending {
+                    item,
+                    ack: Some(ack),
+                })
+                .await
+                .is_err()
+                {
+                    queue = None;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                ingest.connected.store(false, Ordering::Relaxed);
+                ingest.metrics.mqtt_connected.set(0);
+                if queue.is_none() {
+                    // Shutting down and the broker is gone: nothing more to send.
+                    break;
+                }
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "MQTT connection lost");
+                let jitter = Duration::from_millis(u64::from(rand_u16()) % 250);
+                tokio::select! {
+                    () = tokio::time::sleep(backoff + jitter) => {}
+                    () = shutdown.clone().wait() => { queue = None; }
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+    ingest.connected.store(false, Ordering::Relaxed);
+    ingest.metrics.mqtt_connected.set(0);
+    // Let the last acks reach the broker, then leave cleanly.
+    let _ = client.disconnect().await;
+    let flush = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Ok(ev) = eventloop.poll().await {
+            if matches!(ev, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
+                break;
+            }
+        }
+    });
+    let _ = flush.await;
+    Ok(())
+}
+
+fn rand_u16() -> u16 {
+    let mut b = [0u8; 2];
+    let _ = getrandom::fill(&mut b);
+    u16::from_le_bytes(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_urls_parse_with_default_ports() {
+        assert_eq!(
+            BrokerUrl::parse("mqtt://127.0.0.1:1884").unwrap(),
+            BrokerUrl {
+                tls: false,
+                host: "127.0.0.1".into(),
+                port: 1884
+            }
+        );
+        assert_eq!(
+            BrokerUrl::parse("mqtts://broker.example").unwrap().port,
+            8883
+        );
+        assert!(
+            BrokerUrl::parse("http://x")
+                .unwrap_err()
+                .contains("mqtt://")
+        );
+        assert!(
+            BrokerUrl::parse("mqtt://h:99999")
+                .unwrap_err()
+                .contains("port")
+        );
     }
 }

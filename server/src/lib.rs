@@ -1,9 +1,14 @@
 //! The Parc server library: everything `parc-server` does, testable without the
 //! binary. `main.rs` only parses arguments and reports errors.
 
+pub mod app;
 pub mod broker;
 pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod http;
 pub mod ingest;
+pub mod inventory_diff;
+pub mod metrics;
+pub mod shutdown;
+pub mod store;

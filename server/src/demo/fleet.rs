@@ -20,7 +20,7 @@ use parc_protocol::{
 use rumqttd::local::{LinkRx, LinkTx};
 
 use crate::broker::{BrokerError, EmbeddedBroker};
-use crate::ingest::Registry;
+use crate::store::NewDevice;
 
 struct Device {
     id: DeviceId,
@@ -163,11 +163,7 @@ fn random<const N: usize>() -> [u8; N] {
 
 impl Fleet {
     /// Creates the devices' links (before the broker starts) and enrols their keys.
-    pub fn new(
-        broker: &EmbeddedBroker,
-        registry: &Registry,
-        count: usize,
-    ) -> Result<Self, BrokerError> {
+    pub fn new(broker: &EmbeddedBroker, count: usize) -> Result<Self, BrokerError> {
         let make = |name: String, n: usize| -> Result<Device, BrokerError> {
             let (tx, rx) = broker.link(&name)?;
             let seed = u64::from_le_bytes(random::<8>()) | 1;
@@ -187,13 +183,28 @@ impl Fleet {
         };
         let mut devices = Vec::with_capacity(count);
         for n in 0..count {
-            let d = make(format!("d-demo-{n:04}"), n)?;
-            registry.insert(d.id.clone(), d.key.clone());
-            devices.push(d);
+            devices.push(make(format!("d-demo-{n:04}"), n)?);
         }
         let impostor = make("d-demo-impostor".into(), 1)?;
-        registry.insert(impostor.id.clone(), impostor.key.clone());
         Ok(Self { devices, impostor })
+    }
+
+    /// What enrolment would have recorded for each simulated device (the impostor is
+    /// a genuine device too: it just tries to write as another one).
+    pub fn enrolments(&self) -> Vec<NewDevice> {
+        self.devices
+            .iter()
+            .chain(std::iter::once(&self.impostor))
+            .map(|d| NewDevice {
+                device_id: d.id.clone(),
+                key: d.key.clone(),
+                serial: None,
+                manufacturer: None,
+                product_name: None,
+                hostname: None,
+                agent_version: Some(env!("CARGO_PKG_VERSION").to_string()),
+            })
+            .collect()
     }
 
     pub async fn run(mut self, interval: Duration, shutdown: impl Future<Output = ()>) {

@@ -9,20 +9,20 @@
 mod fleet;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use parc_protocol::Limits;
-use tokio::sync::watch;
 
-use crate::broker::EmbeddedBroker;
-use crate::ingest::{self, Registry, Stats};
+use crate::app::Prepared;
+use crate::config::ServerConfig;
 
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
     pub http: SocketAddr,
     pub mqtt: SocketAddr,
+    /// Where the demo keeps its SQLite database.
+    pub data_dir: PathBuf,
     pub devices: usize,
     /// Seconds between two health samples of a simulated device.
     pub interval: Duration,
@@ -50,37 +50,40 @@ pub async fn run(
     http.set_nonblocking(true)?;
     let http = tokio::net::TcpListener::from_std(http)?;
 
-    let limits = Limits::default();
-    let broker = EmbeddedBroker::new(mqtt_addr, limits.max_payload_bytes)?;
-    let registry = Arc::new(Registry::default());
-    let stats = Arc::new(Mutex::new(Stats::default()));
-    let (ingest_tx, ingest_rx) = broker.link("parc-server")?;
-    let fleet = fleet::Fleet::new(&broker, &registry, opts.devices)?;
-    let _broker_thread = broker.start();
+    let mut config = ServerConfig::defaults();
+    config.mqtt.listen = mqtt_addr;
+    config.storage.data_dir = opts.data_dir.clone();
+    config.database.url = None;
+    config.mqtt.url = None;
+    let prepared = Prepared::new(config).await.context("starting the server")?;
+    let broker = prepared
+        .embedded_broker()
+        .expect("the demo always uses the embedded broker");
+    let fleet = fleet::Fleet::new(broker, opts.devices)?;
+    let store = prepared.ingest.store.clone();
+    for d in fleet.enrolments() {
+        store
+            .upsert_device(&d, chrono::Utc::now())
+            .await
+            .context("registering the simulated devices")?;
+    }
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let ingest_task = tokio::spawn(ingest::run_link(
-        ingest_tx,
-        ingest_rx,
-        registry,
-        stats.clone(),
-        limits,
-        stopped(stop_rx.clone()),
-    ));
-    let http_task = tokio::spawn(crate::http::serve(
-        http,
-        crate::http::router(stats.clone()),
-        stopped(stop_rx.clone()),
-    ));
+    let server = tokio::spawn(prepared.run(http, stopped(stop_rx.clone())));
     let fleet_task = tokio::spawn(fleet.run(opts.interval, stopped(stop_rx.clone())));
 
     println!("Parc demo is running.");
     println!("  MQTT broker (embedded): mqtt://{mqtt_addr}");
-    println!("  What the server received: http://{http_addr}/api/v1/summary");
-    println!("  Liveness:                 http://{http_addr}/healthz");
+    println!(
+        "  Database (SQLite):      {}",
+        opts.data_dir.join("parc.db").display()
+    );
+    println!("  What the server stored: http://{http_addr}/api/v1/summary");
+    println!("  Devices:                http://{http_addr}/api/v1/devices");
+    println!("  Metrics:                http://{http_addr}/metrics");
     println!(
         "  {} simulated devices report every {:?}; one impostor tries to write as device 0.",
         opts.devices, opts.interval
@@ -94,24 +97,12 @@ pub async fn run(
         None => shutdown.await,
     }
     let _ = stop_tx.send(true);
-    let join = async {
-        let _ = fleet_task.await;
-        let _ = ingest_task.await;
-        let _ = http_task.await;
-    };
-    if tokio::time::timeout(Duration::from_secs(5), join)
-        .await
-        .is_err()
-    {
-        tracing::warn!("some demo tasks did not stop within 5 s");
-    }
-    let s = stats.lock().expect("stats lock");
+    let _ = tokio::time::timeout(Duration::from_secs(5), fleet_task).await;
+    server.await.context("server task")??;
+    let c = store.counts().await?;
     println!(
-        "Stopped. Received {} messages: accepted {:?}, rejected {:?}, from {} devices.",
-        s.received,
-        s.accepted,
-        s.rejected,
-        s.devices.len()
+        "Stopped. Stored {} messages ({} health samples, {} inventories) from {} devices; quarantined {:?}.",
+        c.messages, c.health_samples, c.inventories, c.devices, c.quarantined
     );
     Ok(())
 }

@@ -23,6 +23,7 @@ fn http_get(addr: &str, path: &str) -> String {
 
 #[test]
 fn demo_runs_the_loop_and_refuses_the_impostor() {
+    let data = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_parc-server"))
         .args([
             "demo",
@@ -32,7 +33,9 @@ fn demo_runs_the_loop_and_refuses_the_impostor() {
             "127.0.0.1:0",
             "--devices",
             "8",
+            "--data-dir",
         ])
+        .arg(data.path())
         .args(["--interval-seconds", "1", "--duration-seconds", "30"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -56,8 +59,13 @@ fn demo_runs_the_loop_and_refuses_the_impostor() {
     let summary = loop {
         let body = http_get(&addr, "/api/v1/summary");
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        let healths = v["accepted"]["health"].as_u64().unwrap_or(0);
-        if healths >= 16 && v["rejected"]["bad_signature"].as_u64().unwrap_or(0) >= 1 {
+        let healths = v["counts"]["health_samples"].as_u64().unwrap_or(0);
+        if healths >= 16
+            && v["counts"]["quarantined"]["bad_signature"]
+                .as_u64()
+                .unwrap_or(0)
+                >= 1
+        {
             break v;
         }
         assert!(
@@ -66,21 +74,27 @@ fn demo_runs_the_loop_and_refuses_the_impostor() {
         );
         std::thread::sleep(Duration::from_millis(300));
     };
+    let devices: serde_json::Value =
+        serde_json::from_str(&http_get(&addr, "/api/v1/devices")).unwrap();
     child.kill().unwrap();
     child.wait().unwrap();
 
-    let devices = summary["devices"].as_object().unwrap();
-    assert_eq!(
-        devices.len(),
-        8,
-        "only the 8 enrolled devices, never the impostor's forgery as another"
-    );
+    assert_eq!(summary["engine"], "sqlite");
+    assert_eq!(summary["counts"]["inventories"], 8);
+    let devices = devices.as_array().unwrap();
+    assert_eq!(devices.len(), 9, "8 devices and the impostor are enrolled");
+    let impostor = devices
+        .iter()
+        .find(|d| d["device_id"] == "d-demo-impostor")
+        .unwrap();
     assert!(
-        !devices.contains_key("d-demo-impostor"),
-        "the impostor's forged messages were all refused"
+        impostor["last_seen"].is_null(),
+        "the impostor's forged messages were all refused: {impostor}"
     );
-    assert_eq!(summary["accepted"]["inventory"], 8);
-    let d0 = &devices["d-demo-0000"];
+    let d0 = devices
+        .iter()
+        .find(|d| d["device_id"] == "d-demo-0000")
+        .unwrap();
     assert_eq!(d0["serial"], "PARCDEMO0000");
     assert_eq!(d0["online"], true);
 }

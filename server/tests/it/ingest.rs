@@ -1,9 +1,13 @@
 //! The ingest accepts a device's own sealed frames and refuses every way of writing as
-//! another device.
+//! another device, and refuses unknown and revoked devices.
+
+use std::time::Duration;
 
 use chrono::Utc;
-use parc_protocol::{Body, DeviceId, DeviceKey, Epoch, Header, Health, Limits, Message, seal};
-use parc_server::ingest::{Registry, Stats, accept};
+use parc_protocol::{Body, DeviceId, DeviceKey, Epoch, Header, Limits, Message, seal};
+use parc_server::ingest::{KeyCache, accept};
+
+use crate::support::{TestDb, TestDevice, register};
 
 fn msg(device: &str, seq: u64) -> Message {
     Message::new(
@@ -18,101 +22,63 @@ fn msg(device: &str, seq: u64) -> Message {
     )
 }
 
-fn registry() -> Registry {
-    let r = Registry::default();
-    r.insert(
-        DeviceId::parse("d-a").unwrap(),
-        DeviceKey::from_bytes([1; 32]),
-    );
-    r.insert(
-        DeviceId::parse("d-b").unwrap(),
-        DeviceKey::from_bytes([2; 32]),
-    );
-    r
+async fn keys(db: &TestDb) -> KeyCache {
+    let store = db.store().await;
+    register(
+        &store,
+        &[TestDevice::new("d-a", 1), TestDevice::new("d-b", 2)],
+    )
+    .await;
+    KeyCache::new(store, Duration::from_secs(30))
 }
 
-#[test]
-fn a_device_frame_signed_with_its_key_is_accepted() {
+async fn reason(topic: &str, payload: &[u8], keys: &KeyCache) -> &'static str {
+    accept(topic, payload, keys, Utc::now(), &Limits::default())
+        .await
+        .unwrap()
+        .unwrap_err()
+        .reason()
+}
+
+#[tokio::test]
+async fn a_device_frame_signed_with_its_key_is_accepted() {
+    let db = TestDb::sqlite();
+    let keys = keys(&db).await;
     let (topic, payload) = seal(&msg("d-a", 1), &DeviceKey::from_bytes([1; 32]));
-    let m = accept(
-        &topic,
-        &payload,
-        &registry(),
-        Utc::now(),
-        &Limits::default(),
-    )
-    .unwrap();
+    let m = accept(&topic, &payload, &keys, Utc::now(), &Limits::default())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(m.header.device_id.as_str(), "d-a");
 }
 
-#[test]
-fn device_a_cannot_write_as_device_b() {
-    let reg = registry();
+#[tokio::test]
+async fn device_a_cannot_write_as_device_b() {
+    let db = TestDb::sqlite();
+    let keys = keys(&db).await;
     let key_a = DeviceKey::from_bytes([1; 32]);
     // A forges B's id in the payload: sealed for B's topic with A's key.
     let (topic, payload) = seal(&msg("d-b", 1), &key_a);
-    assert_eq!(
-        accept(&topic, &payload, &reg, Utc::now(), &Limits::default())
-            .unwrap_err()
-            .reason(),
-        "bad_signature"
-    );
+    assert_eq!(reason(&topic, &payload, &keys).await, "bad_signature");
     // A replays its own valid frame on B's topic.
     let (_, payload) = seal(&msg("d-a", 2), &key_a);
-    let err = accept(
-        "parc/v1/d-b/health",
-        &payload,
-        &reg,
-        Utc::now(),
-        &Limits::default(),
-    )
-    .unwrap_err();
-    assert_eq!(err.reason(), "bad_signature");
-}
-
-#[test]
-fn an_unknown_device_is_refused_and_counted() {
-    let (topic, payload) = seal(&msg("d-zzz", 1), &DeviceKey::from_bytes([3; 32]));
-    let result = accept(
-        &topic,
-        &payload,
-        &registry(),
-        Utc::now(),
-        &Limits::default(),
+    assert_eq!(
+        reason("parc/v1/d-b/health", &payload, &keys).await,
+        "bad_signature"
     );
-    assert_eq!(result.as_ref().unwrap_err().reason(), "unknown_device");
-    let mut stats = Stats::default();
-    stats.record(&result);
-    stats.record(&accept(
-        "parc/v1/d-a/health",
-        b"{not json",
-        &registry(),
-        Utc::now(),
-        &Limits::default(),
-    ));
-    assert_eq!(stats.rejected.get("unknown_device"), Some(&1));
-    assert_eq!(stats.rejected.get("invalid_json"), Some(&1));
-    assert_eq!(stats.received, 2);
 }
 
-#[test]
-fn battery_health_is_summarised_per_device() {
-    let mut m = msg("d-a", 3);
-    let mut h = Health::default();
-    h.batteries.push(parc_protocol::health::BatteryHealth {
-        name: "BAT0".into(),
-        health_percent: Some(52.0),
-        ..Default::default()
-    });
-    m.body = Body::Health(Box::new(h));
-    let (topic, payload) = seal(&m, &DeviceKey::from_bytes([1; 32]));
-    let mut stats = Stats::default();
-    stats.record(&accept(
-        &topic,
-        &payload,
-        &registry(),
-        Utc::now(),
-        &Limits::default(),
-    ));
-    assert_eq!(stats.devices["d-a"].battery_health_percent, Some(52.0));
+#[tokio::test]
+async fn unknown_and_revoked_devices_are_refused() {
+    let db = TestDb::sqlite();
+    let keys = keys(&db).await;
+    let (topic, payload) = seal(&msg("d-zzz", 1), &DeviceKey::from_bytes([3; 32]));
+    assert_eq!(reason(&topic, &payload, &keys).await, "unknown_device");
+
+    let store = db.store().await;
+    let a = DeviceId::parse("d-a").unwrap();
+    assert!(store.revoke_device(&a, Utc::now()).await.unwrap());
+    keys.invalidate(&a);
+    let (topic, payload) = seal(&msg("d-a", 3), &DeviceKey::from_bytes([1; 32]));
+    assert_eq!(reason(&topic, &payload, &keys).await, "unknown_device");
 }

@@ -3,3 +3,6 @@
 mod config;
 mod demo;
 mod ingest;
+mod pipeline;
+mod store;
+mod support;

@@ -1,0 +1,584 @@
+//! Writing one ingest batch in one transaction: dedup on (device_id, epoch, seq),
+//! then health samples and their hourly aggregates, events, inventories with their
+//! component changes, presence, last-seen times, and the quarantine.
+//!
+//! Frequent kinds (health, events) go in multi-row statements so a batch of a
+//! thousand messages costs a handful of round trips. It must never commit part of a
+//! batch: the caller acknowledges the whole batch to the broker after the commit.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use chrono::{DateTime, Utc};
+use parc_protocol::{Body, Event, Health, Inventory, Message, Presence};
+use sha2::{Digest as _, Sha256};
+use sqlx::{Any, AssertSqlSafe, Row as _, Transaction};
+
+use super::{Store, StoreError, ms};
+use crate::inventory_diff;
+
+/// A refused publish, kept for diagnosis.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Quarantined {
+    pub received_at: DateTime<Utc>,
+    pub topic: String,
+    pub reason: &'static str,
+    pub error: String,
+    pub size_bytes: usize,
+    /// The first bytes of the payload, as lossy UTF-8.
+    pub head: String,
+}
+
+impl Quarantined {
+    /// Bytes of payload kept: enough to recognise it, never a whole report.
+    pub const HEAD_BYTES: usize = 256;
+
+    pub fn new(
+        received_at: DateTime<Utc>,
+        topic: &str,
+        payload: &[u8],
+        reason: &'static str,
+        error: String,
+    ) -> Self {
+        let head = &payload[..payload.len().min(Self::HEAD_BYTES)];
+        // Topics come from the network too: bound them.
+        let topic: String = topic.chars().take(256).collect();
+        Self {
+            received_at,
+            topic,
+            reason,
+            error: error.chars().take(1024).collect(),
+            size_bytes: payload.len(),
+            head: String::from_utf8_lossy(head).into_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Item {
+    Accepted(Box<Message>),
+    Rejected(Quarantined),
+}
+
+/// What one batch did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BatchOutcome {
+    /// New messages stored, by kind.
+    pub stored: BTreeMap<&'static str, u64>,
+    /// Messages already stored (broker redelivery or replay).
+    pub duplicates: u64,
+    /// Messages older than raw retention: acknowledged but not stored (they would be
+    /// pruned at once and could no longer be deduplicated).
+    pub stale: u64,
+    pub quarantined: BTreeMap<&'static str, u64>,
+    /// A `status` message changed some device's presence.
+    pub presence_changed: bool,
+    /// Component changes recorded from new inventories.
+    pub inventory_changes: u64,
+}
+
+/// "($1, $2), ($3, $4)" for `rows` rows of `cols` columns.
+fn placeholders(rows: usize, cols: usize) -> String {
+    let mut s = String::with_capacity(rows * cols * 5);
+    let mut n = 1;
+    for r in 0..rows {
+        if r > 0 {
+            s.push_str(", ");
+        }
+        s.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                s.push_str(", ");
+            }
+            s.push('$');
+            s.push_str(&n.to_string());
+            n += 1;
+        }
+        s.push(')');
+    }
+    s
+}
+
+/// Rows per multi-row statement: well under SQLite's 32,766 and PostgreSQL's 65,535
+/// bind parameters for our widest table.
+const ROWS_PER_STATEMENT: usize = 400;
+
+fn seq_i64(seq: u64) -> i64 {
+    // The protocol caps seq at 2^53 − 1.
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+/// Summary figures of one health sample, extracted for aggregation and queries.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct HealthFigures {
+    pub battery_health_percent: Option<f64>,
+    pub battery_charge_percent: Option<f64>,
+    pub battery_cycle_count: Option<i64>,
+    pub temperature_max_celsius: Option<f64>,
+    pub cpu_usage_percent: Option<f64>,
+    pub memory_used_percent: Option<f64>,
+    pub load_1: Option<f64>,
+}
+
+fn min_f(it: impl Iterator<Item = f64>) -> Option<f64> {
+    it.reduce(f64::min)
+}
+
+fn max_f(it: impl Iterator<Item = f64>) -> Option<f64> {
+    it.reduce(f64::max)
+}
+
+impl HealthFigures {
+    pub fn of(h: &Health) -> Self {
+        Self {
+            // The worst battery is the one a technician must hear about.
+            battery_health_percent: min_f(h.batteries.iter().filter_map(|b| b.health_percent)),
+            battery_charge_percent: min_f(h.batteries.iter().filter_map(|b| b.charge_percent)),
+            battery_cycle_count: h
+                .batteries
+                .iter()
+                .filter_map(|b| b.cycle_count)
+                .max()
+                .map(i64::from),
+            temperature_max_celsius: max_f(h.temperatures.iter().map(|t| t.celsius)),
+            cpu_usage_percent: h.cpu_usage_percent,
+            memory_used_percent: match (h.memory_used_bytes, h.memory_total_bytes) {
+                (Some(u), Some(t)) if t > 0 => Some(u as f64 * 100.0 / t as f64),
+                _ => None,
+            },
+            load_1: h.load_1,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Hourly {
+    samples: i64,
+    battery_health_min: Option<f64>,
+    battery_charge: (f64, i64),
+    temperature_max: Option<f64>,
+    cpu: (f64, i64),
+    memory: (f64, i64),
+    load: (f64, i64),
+}
+
+impl Hourly {
+    fn add(&mut self, f: &HealthFigures) {
+        fn acc(a: &mut (f64, i64), v: Option<f64>) {
+            if let Some(v) = v {
+                a.0 += v;
+                a.1 += 1;
+            }
+        }
+        self.samples += 1;
+        self.battery_health_min = min_f(
+            self.battery_health_min
+                .into_iter()
+                .chain(f.battery_health_percent),
+        );
+        self.temperature_max = max_f(
+            self.temperature_max
+                .into_iter()
+                .chain(f.temperature_max_celsius),
+        );
+        acc(&mut self.battery_charge, f.battery_charge_percent);
+        acc(&mut self.cpu, f.cpu_usage_percent);
+        acc(&mut self.memory, f.memory_used_percent);
+        acc(&mut self.load, f.load_1);
+    }
+}
+
+const HOUR_MS: i64 = 3_600_000;
+
+impl Store {
+    /// Stores one batch atomically. `stale_before`: messages collected earlier are
+    /// counted as stale and not stored.
+    pub async fn write_batch(
+        &self,
+        items: &[Item],
+        now: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+    ) -> Result<BatchOutcome, StoreError> {
+        let mut out = BatchOutcome::default();
+        let now_ms = ms(now);
+        let mut accepted: Vec<&Message> = Vec::new();
+        let mut rejected: Vec<&Quarantined> = Vec::new();
+        let mut keys_in_batch = HashSet::new();
+        for item in items {
+            match item {
+                Item::Accepted(m) => {
+                    if m.header.collected_at < stale_before {
+                        out.stale += 1;
+                    } else if keys_in_batch.insert((
+                        m.header.device_id.as_str(),
+                        m.header.epoch.as_str(),
+                        m.header.seq,
+                    )) {
+                        accepted.push(m);
+                    } else {
+                        out.duplicates += 1;
+                    }
+                }
+                Item::Rejected(q) => rejected.push(q),
+            }
+        }
+
+        let mut tx = self.pool.begin().await?;
+        let mut fresh: Vec<&Message> = Vec::with_capacity(accepted.len());
+        for chunk in accepted.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO received (device_id, epoch, seq, kind, received_at_ms) VALUES {} \
+                 ON CONFLICT (device_id, epoch, seq) DO NOTHING RETURNING device_id, epoch, seq",
+                placeholders(chunk.len(), 5)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for m in chunk {
+                q = q
+                    .bind(m.header.device_id.as_str().to_string())
+                    .bind(m.header.epoch.as_str().to_string())
+                    .bind(seq_i64(m.header.seq))
+                    .bind(m.kind().as_str())
+                    .bind(now_ms);
+            }
+            let rows = q.fetch_all(&mut *tx).await?;
+            let mut new_keys = HashSet::with_capacity(rows.len());
+            for r in rows {
+                let d: String = r.try_get(0)?;
+                let e: String = r.try_get(1)?;
+                let s: i64 = r.try_get(2)?;
+                new_keys.insert((d, e, s));
+            }
+            for m in chunk {
+                let key = (
+                    m.header.device_id.as_str().to_string(),
+                    m.header.epoch.as_str().to_string(),
+                    seq_i64(m.header.seq),
+                );
+                if new_keys.contains(&key) {
+                    fresh.push(m);
+                } else {
+                    out.duplicates += 1;
+                }
+            }
+        }
+
+        let mut health = Vec::new();
+        let mut events = Vec::new();
+        let mut others = Vec::new();
+        for m in &fresh {
+            *out.stored.entry(m.kind().as_str()).or_default() += 1;
+            match &m.body {
+                Body::Health(h) => health.push((*m, &**h)),
+                Body::Event(e) => events.push((*m, e)),
+                _ => others.push(*m),
+            }
+        }
+        insert_health(&mut tx, &health, now_ms).await?;
+        insert_events(&mut tx, &events, now_ms).await?;
+        // Inventories in collection order, so that changes read forwards in time.
+        others.sort_by_key(|m| m.header.collected_at);
+        for m in others {
+            match &m.body {
+                Body::Inventory(inv) => {
+                    out.inventory_changes += store_inventory(&mut tx, m, inv, now_ms).await?;
+                }
+                Body::Status(s) => {
+                    let r = sqlx::query(
+                        "UPDATE devices SET online = $1, status_at_ms = $2 WHERE device_id = $3 \
+                         AND (status_at_ms IS NULL OR status_at_ms <= $2)",
+                    )
+                    .bind(s.state == Presence::Online)
+                    .bind(ms(m.header.collected_at))
+                    .bind(m.header.device_id.as_str().to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                    out.presence_changed |= r.rows_affected() > 0;
+                }
+                Body::Hello(h) => {
+                    sqlx::query("UPDATE devices SET agent_version = $1 WHERE device_id = $2")
+                        .bind(h.agent_version.clone())
+                        .bind(m.header.device_id.as_str().to_string())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                _ => {}
+            }
+        }
+
+        let seen: BTreeSet<&str> = fresh.iter().map(|m| m.header.device_id.as_str()).collect();
+        let seen: Vec<&str> = seen.into_iter().collect();
+        for chunk in seen.chunks(ROWS_PER_STATEMENT) {
+            let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "UPDATE devices SET last_seen_ms = $1, first_seen_ms = COALESCE(first_seen_ms, $1) \
+                 WHERE device_id IN ({})",
+                list.join(", ")
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now_ms);
+            for d in chunk {
+                q = q.bind(d.to_string());
+            }
+            q.execute(&mut *tx).await?;
+        }
+
+        for chunk in rejected.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO quarantine (received_at_ms, topic, reason, error, size_bytes, head) \
+                 VALUES {}",
+                placeholders(chunk.len(), 6)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for r in chunk {
+                *out.quarantined.entry(r.reason).or_default() += 1;
+                q = q
+                    .bind(ms(r.received_at))
+                    .bind(r.topic.clone())
+                    .bind(r.reason)
+                    .bind(r.error.clone())
+                    .bind(i64::try_from(r.size_bytes).unwrap_or(i64::MAX))
+                    .bind(r.head.clone());
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+}
+
+async fn insert_health(
+    tx: &mut Transaction<'static, Any>,
+    msgs: &[(&Message, &Health)],
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let mut hourly: BTreeMap<(&str, i64), Hourly> = BTreeMap::new();
+    for chunk in msgs.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO health_samples (device_id, epoch, seq, collected_at_ms, received_at_ms, \
+             battery_health_percent, battery_charge_percent, battery_cycle_count, \
+             temperature_max_celsius, cpu_usage_percent, memory_used_percent, load_1, body) \
+             VALUES {}",
+            placeholders(chunk.len(), 13)
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for (m, h) in chunk {
+            let f = HealthFigures::of(h);
+            let at = ms(m.header.collected_at);
+            hourly
+                .entry((
+                    m.header.device_id.as_str(),
+                    at.div_euclid(HOUR_MS) * HOUR_MS,
+                ))
+                .or_default()
+                .add(&f);
+            q = q
+                .bind(m.header.device_id.as_str().to_string())
+                .bind(m.header.epoch.as_str().to_string())
+                .bind(seq_i64(m.header.seq))
+                .bind(at)
+                .bind(now_ms)
+                .bind(f.battery_health_percent)
+                .bind(f.battery_charge_percent)
+                .bind(f.battery_cycle_count)
+                .bind(f.temperature_max_celsius)
+                .bind(f.cpu_usage_percent)
+                .bind(f.memory_used_percent)
+                .bind(f.load_1)
+                .bind(serde_json::to_string(h).expect("health serializes"));
+        }
+        q.execute(&mut **tx).await?;
+    }
+    let rows: Vec<_> = hourly.into_iter().collect();
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        // Merging keeps aggregates exact when late samples land in an hour that
+        // already has some: sums and counts add, extremes compare (CASE, because
+        // SQLite's min() and PostgreSQL's LEAST() treat NULL differently).
+        let sql = format!(
+            "INSERT INTO health_hourly (device_id, hour_ms, samples, battery_health_min, \
+             battery_charge_sum, battery_charge_count, temperature_max_celsius, cpu_usage_sum, \
+             cpu_usage_count, memory_used_sum, memory_used_count, load_1_sum, load_1_count) \
+             VALUES {} ON CONFLICT (device_id, hour_ms) DO UPDATE SET \
+             samples = health_hourly.samples + excluded.samples, \
+             battery_health_min = CASE WHEN excluded.battery_health_min IS NULL THEN health_hourly.battery_health_min \
+               WHEN health_hourly.battery_health_min IS NULL OR excluded.battery_health_min < health_hourly.battery_health_min \
+               THEN excluded.battery_health_min ELSE health_hourly.battery_health_min END, \
+             battery_charge_sum = health_hourly.battery_charge_sum + excluded.battery_charge_sum, \
+             battery_charge_count = health_hourly.battery_charge_count + excluded.battery_charge_count, \
+             temperature_max_celsius = CASE WHEN excluded.temperature_max_celsius IS NULL THEN health_hourly.temperature_max_celsius \
+               WHEN health_hourly.temperature_max_celsius IS NULL OR excluded.temperature_max_celsius > health_hourly.temperature_max_celsius \
+               THEN excluded.temperature_max_celsius ELSE health_hourly.temperature_max_celsius END, \
+             cpu_usage_sum = health_hourly.cpu_usage_sum + excluded.cpu_usage_sum, \
+             cpu_usage_count = health_hourly.cpu_usage_count + excluded.cpu_usage_count, \
+             memory_used_sum = health_hourly.memory_used_sum + excluded.memory_used_sum, \
+             memory_used_count = health_hourly.memory_used_count + excluded.memory_used_count, \
+             load_1_sum = health_hourly.load_1_sum + excluded.load_1_sum, \
+             load_1_count = health_hourly.load_1_count + excluded.load_1_count",
+            placeholders(chunk.len(), 13)
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for ((device, hour), h) in chunk {
+            q = q
+                .bind(device.to_string())
+                .bind(*hour)
+                .bind(h.samples)
+                .bind(h.battery_health_min)
+                .bind(h.battery_charge.0)
+                .bind(h.battery_charge.1)
+                .bind(h.temperature_max)
+                .bind(h.cpu.0)
+                .bind(h.cpu.1)
+                .bind(h.memory.0)
+                .bind(h.memory.1)
+                .bind(h.load.0)
+                .bind(h.load.1);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+async fn insert_events(
+    tx: &mut Transaction<'static, Any>,
+    msgs: &[(&Message, &Event)],
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    for chunk in msgs.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO events (device_id, epoch, seq, occurred_at_ms, received_at_ms, \
+             event_type, detail, data) VALUES {}",
+            placeholders(chunk.len(), 8)
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for (m, e) in chunk {
+            q = q
+                .bind(m.header.device_id.as_str().to_string())
+                .bind(m.header.epoch.as_str().to_string())
+                .bind(seq_i64(m.header.seq))
+                .bind(ms(e.occurred_at))
+                .bind(now_ms)
+                .bind(e.event_type.clone())
+                .bind(e.detail.clone())
+                .bind(
+                    (!e.data.is_empty())
+                        .then(|| serde_json::to_string(&e.data).expect("event data serializes")),
+                );
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Replaces the latest inventory when this one is newer, recording component changes.
+/// Returns the number of changes recorded.
+async fn store_inventory(
+    tx: &mut Transaction<'static, Any>,
+    m: &Message,
+    inv: &Inventory,
+    now_ms: i64,
+) -> Result<u64, StoreError> {
+    let device = m.header.device_id.as_str().to_string();
+    let at = ms(m.header.collected_at);
+    let body = serde_json::to_string(inv).expect("inventory serializes");
+    let hash = hex::encode(Sha256::digest(body.as_bytes()));
+    let previous = sqlx::query(
+        "SELECT collected_at_ms, body_hash, body FROM inventory_latest WHERE device_id = $1",
+    )
+    .bind(device.clone())
+    .fetch_optional(&mut **tx)
+    .await?;
+    let mut changes = 0;
+    if let Some(row) = &previous {
+        let prev_at: i64 = row.try_get("collected_at_ms")?;
+        if prev_at > at {
+            // An older inventory delivered late (from the agent's spool): history is
+            // already past it.
+            return Ok(0);
+        }
+        let prev_hash: String = row.try_get("body_hash")?;
+        if prev_hash != hash {
+            let prev_body: String = row.try_get("body")?;
+            let old: Inventory =
+                serde_json::from_str(&prev_body).map_err(|e| StoreError::Corrupt {
+                    what: format!("the latest inventory of {device}"),
+                    message: e.to_string(),
+                })?;
+            for c in inventory_diff::diff(&old, inv) {
+                sqlx::query(
+                    "INSERT INTO inventory_changes (device_id, changed_at_ms, component, slot, \
+                     change, before_value, after_value) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(device.clone())
+                .bind(at)
+                .bind(c.component)
+                .bind(c.slot)
+                .bind(c.change.as_str())
+                .bind(c.before)
+                .bind(c.after)
+                .execute(&mut **tx)
+                .await?;
+                changes += 1;
+            }
+        }
+    }
+    sqlx::query(
+        "INSERT INTO inventory_latest (device_id, epoch, seq, collected_at_ms, received_at_ms, \
+         body_hash, body) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (device_id) DO UPDATE \
+         SET epoch = excluded.epoch, seq = excluded.seq, collected_at_ms = excluded.collected_at_ms, \
+         received_at_ms = excluded.received_at_ms, body_hash = excluded.body_hash, body = excluded.body",
+    )
+    .bind(device.clone())
+    .bind(m.header.epoch.as_str().to_string())
+    .bind(seq_i64(m.header.seq))
+    .bind(at)
+    .bind(now_ms)
+    .bind(hash)
+    .bind(body)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE devices SET serial = COALESCE($1, serial), manufacturer = COALESCE($2, manufacturer), \
+         product_name = COALESCE($3, product_name), hostname = COALESCE($4, hostname), \
+         agent_version = $5 WHERE device_id = $6",
+    )
+    .bind(inv.identity.system_serial.clone())
+    .bind(inv.identity.system_manufacturer.clone())
+    .bind(inv.identity.product_name.clone())
+    .bind(inv.os.hostname.clone())
+    .bind(inv.agent_version.clone())
+    .bind(device)
+    .execute(&mut **tx)
+    .await?;
+    Ok(changes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_number_rows_and_columns() {
+        assert_eq!(placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(placeholders(1, 1), "($1)");
+    }
+
+    #[test]
+    fn quarantine_keeps_only_the_head_of_a_payload() {
+        let big = vec![b'x'; 1 << 20];
+        let q = Quarantined::new(Utc::now(), "t", &big, "too_large", "too big".into());
+        assert_eq!(q.size_bytes, 1 << 20);
+        assert_eq!(q.head.len(), Quarantined::HEAD_BYTES);
+    }
+
+    #[test]
+    fn health_figures_take_the_worst_battery_and_hottest_sensor() {
+        let h: Health = serde_json::from_value(serde_json::json!({
+            "batteries": [{"name": "BAT0", "health_percent": 91.0}, {"name": "BAT1", "health_percent": 55.5}],
+            "temperatures": [{"sensor": "a", "celsius": 40.0}, {"sensor": "b", "celsius": 71.0}],
+            "memory_total_bytes": 1000, "memory_used_bytes": 250
+        }))
+        .unwrap();
+        let f = HealthFigures::of(&h);
+        assert_eq!(f.battery_health_percent, Some(55.5));
+        assert_eq!(f.temperature_max_celsius, Some(71.0));
+        assert_eq!(f.memory_used_percent, Some(25.0));
+        assert_eq!(f.cpu_usage_percent, None);
+    }
+}

@@ -1,0 +1,353 @@
+//! Storage: the only module that speaks SQL. One code path for SQLite (the embedded
+//! default) and PostgreSQL (at scale) through sqlx's `Any` driver, with one migration
+//! folder per engine kept equivalent (`server/migrations/{sqlite,postgres}`).
+//!
+//! Times are stored as unix milliseconds (UTC) because the `Any` driver maps integers,
+//! not timestamps. Statements use `$N` placeholders, which both engines accept. This
+//! module must never decide what a message means (that is ingest's and the rules'
+//! job) and never hold a transaction open across anything but SQL.
+
+mod batch;
+mod query;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use parc_protocol::{DeviceId, DeviceKey};
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Row as _};
+
+pub use batch::{BatchOutcome, Item, Quarantined};
+pub use query::{Counts, DeviceRow, HealthPoint, HourlyPoint, InventoryChangeRow, QuarantineRow};
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unsupported database URL `{0}`: use sqlite://PATH or postgres://HOST/DB")]
+    UnsupportedUrl(String),
+    #[error("cannot open the database: {0}")]
+    Connect(#[source] sqlx::Error),
+    #[error("migrating the database schema: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("stored data for {what} is unreadable: {message}")]
+    Corrupt { what: String, message: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+impl Engine {
+    pub fn from_url(url: &str) -> Result<Self, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Engine::Sqlite)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Ok(Engine::Postgres)
+        } else {
+            Err(StoreError::UnsupportedUrl(url.to_string()))
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Sqlite => "sqlite",
+            Engine::Postgres => "postgres",
+        }
+    }
+}
+
+/// How long each kind of data is kept.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Retention {
+    pub raw: Duration,
+    pub hourly: Duration,
+    pub events: Duration,
+    pub quarantine: Duration,
+    /// Quarantine rows kept at most, oldest dropped first: a flood of garbage must not
+    /// fill the disk.
+    pub quarantine_max_rows: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        const DAY: u64 = 86_400;
+        Self {
+            raw: Duration::from_secs(30 * DAY),
+            hourly: Duration::from_secs(730 * DAY),
+            events: Duration::from_secs(730 * DAY),
+            quarantine: Duration::from_secs(30 * DAY),
+            quarantine_max_rows: 100_000,
+        }
+    }
+}
+
+/// Rows removed by one [`Store::prune`].
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Pruned {
+    pub health_samples: u64,
+    pub received: u64,
+    pub health_hourly: u64,
+    pub events: u64,
+    pub quarantine: u64,
+}
+
+/// A device as enrolment creates it.
+#[derive(Debug, Clone)]
+pub struct NewDevice {
+    pub device_id: DeviceId,
+    pub key: DeviceKey,
+    pub serial: Option<String>,
+    pub manufacturer: Option<String>,
+    pub product_name: Option<String>,
+    pub hostname: Option<String>,
+    pub agent_version: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    engine: Engine,
+}
+
+pub(crate) fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+pub(crate) fn from_ms(v: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(v).unwrap_or_default()
+}
+
+impl Store {
+    /// Opens (creating a SQLite file if needed) and migrates the database at `url`.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let engine = Engine::from_url(url)?;
+        install_default_drivers();
+        let url = match engine {
+            Engine::Sqlite if !url.contains("mode=") => {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{sep}mode=rwc")
+            }
+            _ => url.to_string(),
+        };
+        let mut options = AnyPoolOptions::new()
+            .acquire_timeout(Duration::from_secs(10))
+            .max_connections(match engine {
+                Engine::Sqlite => 4,
+                Engine::Postgres => 8,
+            });
+        if engine == Engine::Sqlite {
+            options = options.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    // WAL lets dashboards read while the writer commits; NORMAL syncs
+                    // at checkpoints, which keeps batches fast and is still crash-safe
+                    // for the database (a power cut may lose the last commits, which
+                    // the broker then redelivers because they were not yet acked).
+                    for pragma in [
+                        "PRAGMA journal_mode = WAL",
+                        "PRAGMA synchronous = NORMAL",
+                        "PRAGMA busy_timeout = 10000",
+                        "PRAGMA foreign_keys = ON",
+                    ] {
+                        sqlx::query(pragma).execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            });
+        }
+        let pool = options.connect(&url).await.map_err(StoreError::Connect)?;
+        match engine {
+            Engine::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
+            Engine::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
+        }
+        Ok(Self { pool, engine })
+    }
+
+    /// Creates database `name` on the PostgreSQL server at `admin_url` (tests and
+    /// benchmarks each make their own). `name` must be a plain identifier.
+    pub async fn create_postgres_database(
+        admin_url: &str,
+        name: &str,
+    ) -> Result<String, StoreError> {
+        install_default_drivers();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            return Err(StoreError::UnsupportedUrl(format!(
+                "database name `{name}`"
+            )));
+        }
+        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(admin_url)
+            .await
+            .map_err(StoreError::Connect)?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await?;
+        let base = admin_url
+            .rsplit_once('/')
+            .map(|(b, _)| b)
+            .unwrap_or(admin_url);
+        Ok(format!("{base}/{name}"))
+    }
+
+    /// Drops database `name` (see [`Store::create_postgres_database`]).
+    pub async fn drop_postgres_database(admin_url: &str, name: &str) -> Result<(), StoreError> {
+        install_default_drivers();
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            return Err(StoreError::UnsupportedUrl(format!(
+                "database name `{name}`"
+            )));
+        }
+        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(admin_url)
+            .await
+            .map_err(StoreError::Connect)?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&mut conn)
+        .await?;
+        Ok(())
+    }
+
+    /// The default SQLite URL for a data directory.
+    pub fn sqlite_url(data_dir: &std::path::Path) -> String {
+        format!("sqlite://{}", data_dir.join("parc.db").display())
+    }
+
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// Succeeds when the database answers a trivial query.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Records an enrolled device, or gives a known one a new key (re-enrolment).
+    pub async fn upsert_device(&self, d: &NewDevice, now: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO devices (device_id, key_b64, serial, manufacturer, product_name, hostname, \
+             agent_version, enrolled_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (device_id) DO UPDATE SET key_b64 = excluded.key_b64, \
+             serial = excluded.serial, manufacturer = excluded.manufacturer, \
+             product_name = excluded.product_name, hostname = excluded.hostname, \
+             agent_version = excluded.agent_version, enrolled_at_ms = excluded.enrolled_at_ms, \
+             revoked_at_ms = NULL",
+        )
+        .bind(d.device_id.as_str().to_string())
+        .bind(d.key.to_base64())
+        .bind(d.serial.clone())
+        .bind(d.manufacturer.clone())
+        .bind(d.product_name.clone())
+        .bind(d.hostname.clone())
+        .bind(d.agent_version.clone())
+        .bind(ms(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The key a device signs with; `None` when unknown or revoked.
+    pub async fn device_key(&self, device: &DeviceId) -> Result<Option<DeviceKey>, StoreError> {
+        let row = sqlx::query(
+            "SELECT key_b64 FROM devices WHERE device_id = $1 AND revoked_at_ms IS NULL",
+        )
+        .bind(device.as_str().to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            let text: String = r.try_get("key_b64")?;
+            DeviceKey::from_base64(&text).map_err(|message| StoreError::Corrupt {
+                what: format!("the key of device {device}"),
+                message,
+            })
+        })
+        .transpose()
+    }
+
+    /// Stops accepting messages from a device. Returns false if it was not known.
+    pub async fn revoke_device(
+        &self,
+        device: &DeviceId,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE devices SET revoked_at_ms = $1 WHERE device_id = $2 AND revoked_at_ms IS NULL",
+        )
+        .bind(ms(now))
+        .bind(device.as_str().to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Deletes what has outlived its retention. Idempotent; safe to run on every
+    /// replica at once.
+    pub async fn prune(
+        &self,
+        now: DateTime<Utc>,
+        retention: &Retention,
+    ) -> Result<Pruned, StoreError> {
+        let cutoff = |d: Duration| ms(now) - i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        let raw = cutoff(retention.raw);
+        let mut out = Pruned {
+            health_samples: self
+                .delete("DELETE FROM health_samples WHERE collected_at_ms < $1", raw)
+                .await?,
+            received: self
+                .delete("DELETE FROM received WHERE received_at_ms < $1", raw)
+                .await?,
+            health_hourly: self
+                .delete(
+                    "DELETE FROM health_hourly WHERE hour_ms < $1",
+                    cutoff(retention.hourly),
+                )
+                .await?,
+            events: self
+                .delete(
+                    "DELETE FROM events WHERE occurred_at_ms < $1",
+                    cutoff(retention.events),
+                )
+                .await?,
+            quarantine: self
+                .delete(
+                    "DELETE FROM quarantine WHERE received_at_ms < $1",
+                    cutoff(retention.quarantine),
+                )
+                .await?,
+        };
+        let max = i64::try_from(retention.quarantine_max_rows).unwrap_or(i64::MAX);
+        let r = sqlx::query(
+            "DELETE FROM quarantine WHERE id <= (SELECT id FROM quarantine ORDER BY id DESC \
+             LIMIT 1 OFFSET $1)",
+        )
+        .bind(max)
+        .execute(&self.pool)
+        .await?;
+        out.quarantine += r.rows_affected();
+        Ok(out)
+    }
+
+    async fn delete(&self, sql: &'static str, cutoff: i64) -> Result<u64, StoreError> {
+        Ok(sqlx::query(sql)
+            .bind(cutoff)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+}
