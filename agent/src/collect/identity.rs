@@ -89,8 +89,11 @@ fn serial(raw: String) -> Result<String, String> {
     normalize_serial(&raw).ok_or_else(|| format!("firmware placeholder {raw:?}"))
 }
 
-/// Firmware without a real UUID fills it with one repeated digit (all 0 or all F);
-/// such a UUID identifies nothing.
+/// A UUID that AMI firmware ships on unconfigured boards: thousands of machines share it.
+const UUID_PLACEHOLDERS: &[&str] = &["03000200-0400-0500-0006-000700080009"];
+
+/// Firmware without a real UUID fills it with one repeated digit (all 0 or all F) or a
+/// vendor's template value; such a UUID identifies nothing.
 fn uuid(raw: String) -> Result<String, String> {
     let digits: Vec<char> = raw
         .chars()
@@ -100,10 +103,11 @@ fn uuid(raw: String) -> Result<String, String> {
     if digits.len() != 32 {
         return Err(format!("malformed UUID {raw:?}"));
     }
-    if digits.iter().all(|&c| c == digits[0]) {
+    let lower = raw.to_ascii_lowercase();
+    if digits.iter().all(|&c| c == digits[0]) || UUID_PLACEHOLDERS.contains(&lower.as_str()) {
         return Err(format!("firmware placeholder {raw:?}"));
     }
-    Ok(raw.to_ascii_lowercase())
+    Ok(lower)
 }
 
 /// SMBIOS 3.x, table "System Enclosure or Chassis Types" (7.4.1). The top bit of the
