@@ -197,9 +197,10 @@ fn statvfs(mount: &str) -> Result<(u64, u64), String> {
     }
     // SAFETY: statvfs returned 0, so it initialised the whole struct.
     let st = unsafe { st.assume_init() };
-    let frsize = st.f_frsize as u64;
-    Ok((
-        (st.f_blocks as u64).saturating_mul(frsize),
-        (st.f_bavail as u64).saturating_mul(frsize),
-    ))
+    #[allow(
+        clippy::unnecessary_cast,
+        reason = "the statvfs fields are 32-bit on some targets"
+    )]
+    let (frsize, blocks, bavail) = (st.f_frsize as u64, st.f_blocks as u64, st.f_bavail as u64);
+    Ok((blocks.saturating_mul(frsize), bavail.saturating_mul(frsize)))
 }

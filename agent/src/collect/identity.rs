@@ -33,6 +33,12 @@ const TEXT_PLACEHOLDERS: &[&str] = &[
 
 pub(crate) fn read(root: &Path, notes: &mut Notes) -> Identity {
     let dmi = root.join("sys/class/dmi/id");
+    // Virtual machines and most ARM boards have no DMI at all: one reason says it
+    // better than a dozen.
+    if let Err(e) = std::fs::metadata(&dmi) {
+        notes.push("identity", read::reason_for(&e));
+        return Identity::default();
+    }
     let mut text = |file: &str, signal: &str| -> Option<String> {
         let value = read::text(&dmi.join(file)).and_then(|s| {
             if TEXT_PLACEHOLDERS.contains(&s.to_uppercase().as_str()) {

@@ -20,7 +20,7 @@ const BUS_BLUETOOTH: u16 = 0x05;
 const BUS_VIRTUAL: u16 = 0x06;
 
 pub(crate) fn devices(root: &Path, notes: &mut Notes) -> Vec<InputDevice> {
-    match read::text(&root.join("proc/bus/input/devices")) {
+    match read::list(&root.join("proc/bus/input/devices")) {
         Ok(text) => parse_devices(&text),
         Err(reason) => {
             notes.push("input_devices", reason);
@@ -32,7 +32,7 @@ pub(crate) fn devices(root: &Path, notes: &mut Notes) -> Vec<InputDevice> {
 pub(crate) fn touch_count(root: &Path, notes: &mut Notes) -> Option<u32> {
     let text = notes.take(
         "touch_devices",
-        read::text(&root.join("proc/bus/input/devices")),
+        read::list(&root.join("proc/bus/input/devices")),
     )?;
     Some(
         parse_devices(&text)

@@ -56,6 +56,11 @@ pub use smart::{SmartError, parse_smartctl_json};
 
 use read::Notes;
 
+/// The temperatures the protocol accepts (its validator refuses a whole health message
+/// outside them). Buggy sensors report -273 °C or 255 °C; those readings are dropped
+/// with a reason rather than letting one sensor lose the whole sample.
+pub(crate) const PLAUSIBLE_CELSIUS: std::ops::RangeInclusive<f64> = -40.0..=150.0;
+
 /// Collects inventory and health under one root. It keeps the previous CPU sample
 /// between [`Collector::health`] calls, so one collector should live as long as the
 /// agent.

@@ -35,6 +35,12 @@ pub(crate) fn text(path: &Path) -> Result<String, String> {
     }
 }
 
+/// A file's whole text, where an empty file is a reading too (a list with no entries).
+pub(crate) fn list(path: &Path) -> Result<String, String> {
+    let bytes = fs::read(path).map_err(|e| reason_for(&e))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
 /// A file holding one integer (sysfs style: decimal, maybe signed, trailing newline).
 pub(crate) fn int(path: &Path) -> Result<i64, String> {
     let s = text(path)?;

@@ -10,6 +10,8 @@
 use parc_protocol::health::StorageHealth;
 use serde_json::Value;
 
+use super::PLAUSIBLE_CELSIUS;
+
 /// Why smartctl's output gave no health.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SmartError {
@@ -47,7 +49,10 @@ pub fn parse_smartctl_json(json: &str) -> Result<StorageHealth, SmartError> {
     let pending_sectors = attribute(197);
     let nvme = v.get("nvme_smart_health_information_log");
     let nvme_u64 = |key: &str| nvme.and_then(|n| n.get(key)).and_then(Value::as_u64);
-    let nvme_percentage_used_percent = nvme_u64("percentage_used").map(|p| p as f64);
+    // One byte in the NVMe log: up to 255, as wear may overrun the rated endurance.
+    let nvme_percentage_used_percent = nvme_u64("percentage_used")
+        .filter(|p| *p <= 255)
+        .map(|p| p as f64);
     let media_errors = nvme_u64("media_errors");
     let power_on_hours = v
         .pointer("/power_on_time/hours")
@@ -56,7 +61,9 @@ pub fn parse_smartctl_json(json: &str) -> Result<StorageHealth, SmartError> {
     let temperature_celsius = v
         .pointer("/temperature/current")
         .and_then(Value::as_f64)
-        .or_else(|| nvme_u64("temperature").map(|t| t as f64));
+        // Older smartctl versions only put it in the NVMe log (already in °C there).
+        .or_else(|| nvme_u64("temperature").map(|t| t as f64))
+        .filter(|c| PLAUSIBLE_CELSIUS.contains(c));
 
     let health = StorageHealth {
         device,

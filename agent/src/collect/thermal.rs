@@ -9,7 +9,18 @@ use std::path::Path;
 
 use parc_protocol::health::{Fan, Temperature};
 
+use super::PLAUSIBLE_CELSIUS;
 use super::read::{self, Notes};
+
+/// Millidegrees as the kernel reports them, refused when out of the plausible range.
+fn celsius(milli: i64) -> Result<f64, String> {
+    let c = milli as f64 / 1000.0;
+    if PLAUSIBLE_CELSIUS.contains(&c) {
+        Ok(c)
+    } else {
+        Err(format!("implausible value {c} °C"))
+    }
+}
 
 #[derive(Debug, Default)]
 pub(crate) struct Sensors {
@@ -58,14 +69,14 @@ fn hwmon(root: &Path, notes: &mut Notes, out: &mut Sensors) {
                 let sensor = format!("{chip}/{prefix}");
                 // A sensor that exists but cannot answer now (EAGAIN, ENODATA) is
                 // left out of the list and noted, never reported as 0 °C.
-                match read::int(path) {
-                    Ok(milli) => out.temperatures.push(Temperature {
+                match read::int(path).and_then(celsius) {
+                    Ok(value) => out.temperatures.push(Temperature {
                         sensor,
                         label: label_of(prefix),
-                        celsius: milli as f64 / 1000.0,
+                        celsius: value,
                         critical_celsius: read::int(&dir.join(format!("{prefix}_crit")))
-                            .ok()
-                            .map(|m| m as f64 / 1000.0),
+                            .and_then(celsius)
+                            .ok(),
                     }),
                     Err(reason) => notes.push(format!("temperatures.{sensor}"), reason),
                 }
@@ -105,11 +116,11 @@ fn thermal_zones(root: &Path, notes: &mut Notes, out: &mut Sensors) {
             notes.push(format!("temperatures.{zone}"), "zone disabled");
             continue;
         }
-        match read::int(&dir.join("temp")) {
-            Ok(milli) => out.temperatures.push(Temperature {
+        match read::int(&dir.join("temp")).and_then(celsius) {
+            Ok(value) => out.temperatures.push(Temperature {
                 sensor: zone.clone(),
                 label: read::text(&dir.join("type")).ok(),
-                celsius: milli as f64 / 1000.0,
+                celsius: value,
                 critical_celsius: critical_trip(&dir),
             }),
             Err(reason) => notes.push(format!("temperatures.{zone}"), reason),
@@ -124,8 +135,8 @@ fn critical_trip(dir: &Path) -> Option<f64> {
         let kind = read::text(&dir.join(format!("trip_point_{i}_type"))).ok()?;
         if kind == "critical" {
             return read::int(&dir.join(format!("trip_point_{i}_temp")))
-                .ok()
-                .map(|m| m as f64 / 1000.0);
+                .and_then(celsius)
+                .ok();
         }
     }
     None
