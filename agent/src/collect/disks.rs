@@ -35,6 +35,11 @@ pub(crate) fn disks(root: &Path, notes: &mut Notes) -> Vec<Disk> {
     entries
         .into_iter()
         .filter(|(name, _)| !VIRTUAL_PREFIXES.iter().any(|p| name.starts_with(p)))
+        // eMMC boot and replay-protected areas show up as block devices of their own,
+        // but they are parts of the `mmcblkN` disk, not disks.
+        .filter(|(name, _)| {
+            !(name.starts_with("mmcblk") && (name.contains("boot") || name.contains("rpmb")))
+        })
         .map(|(name, dir)| disk(name, &dir, notes))
         .collect()
 }

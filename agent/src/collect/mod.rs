@@ -69,11 +69,12 @@ pub struct Collector {
     root: PathBuf,
     smartctl: Option<PathBuf>,
     agent_version: String,
-    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    #[cfg(target_os = "linux")]
     previous_cpu: Option<CpuSample>,
 }
 
 /// Cumulative CPU time counters from `proc/stat`, in clock ticks.
+#[cfg(target_os = "linux")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct CpuSample {
     pub busy: u64,
@@ -88,6 +89,7 @@ impl Collector {
             root: root.into(),
             smartctl,
             agent_version: agent_version.to_string(),
+            #[cfg(target_os = "linux")]
             previous_cpu: None,
         }
     }

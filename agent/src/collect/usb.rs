@@ -2,9 +2,11 @@
 //! serial of built-in devices (webcam, touch controller, fingerprint reader) so that a
 //! replaced component can be seen.
 //!
-//! Serials of devices plugged into external ports are never reported: a phone or a key
-//! plugged in to charge belongs to a person, not to the school. Root hubs (the kernel's
-//! own vendor id 1d6b) are left out as they are not hardware one can replace.
+//! Devices on external ports are listed by vendor and product only (a document camera
+//! or a speaker bar is classroom equipment worth seeing), but their serials are never
+//! reported: a phone or a key plugged in to charge belongs to a person, not to the
+//! school. Root hubs (the kernel's own vendor id 1d6b) are left out: they are not
+//! hardware one can replace.
 
 use std::path::Path;
 

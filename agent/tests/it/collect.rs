@@ -425,6 +425,11 @@ fn physical_disks_are_listed_and_virtual_ones_left_out() {
     let sda = inv.disks.iter().find(|d| d.name == "sda").unwrap();
     // SATA serial from the VPD page 0x80.
     assert_eq!(sda.serial.as_deref(), Some("50026B7784A1B2C3"));
+    let names: Vec<_> = inv.disks.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["mmcblk0", "sda", "sdb"]);
+    let emmc = &inv.disks[0];
+    assert_eq!(emmc.model.as_deref(), Some("DA4064"));
+    assert_eq!(emmc.serial.as_deref(), Some("0X9A3B2C1D"));
     let sdb = inv.disks.iter().find(|d| d.name == "sdb").unwrap();
     assert_eq!(sdb.capacity_bytes, None);
     assert_eq!(
