@@ -2,4 +2,5 @@
 //! `main.rs` only parses arguments and reports errors.
 
 pub mod cli;
+pub mod collect;
 pub mod config;

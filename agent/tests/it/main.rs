@@ -1,3 +1,4 @@
 //! Integration tests of the agent library and binary.
 
+mod collect;
 mod config;
