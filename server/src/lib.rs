@@ -6,6 +6,7 @@ pub mod broker;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod domain;
 pub mod http;
 pub mod ingest;
 pub mod inventory_diff;
