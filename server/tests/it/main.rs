@@ -1,6 +1,7 @@
 //! Integration tests of the server library and binary.
 
 mod config;
+mod crash;
 mod demo;
 mod ingest;
 mod pipeline;
