@@ -30,3 +30,69 @@ fn a_missing_config_file_is_named() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/server.toml"));
 }
+
+#[test]
+fn the_shipped_mosquitto_acl_is_the_generated_one() {
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../packaging/mosquitto/parc.acl"
+    ))
+    .unwrap();
+    assert_eq!(
+        shipped,
+        parc_server::cli::mosquitto_acl("parc-server"),
+        "regenerate with: cargo run -p parc-server -- print-mosquitto-acl > packaging/mosquitto/parc.acl"
+    );
+}
+
+#[test]
+fn config_errors_name_the_key() {
+    for (toml, key) in [
+        ("[mqtt]\nurl = \"http://x\"", "mqtt.url"),
+        ("[database]\nurl = \"mysql://x\"", "database.url"),
+        ("[mqtt]\nshared_group = \"a/b\"", "mqtt.shared_group"),
+        (
+            "[ingest]\nbatch_max_messages = 0",
+            "ingest.batch_max_messages",
+        ),
+        ("[retention]\nraw_days = 0", "retention.hourly_days"),
+    ] {
+        let err = parc_server::config::ServerConfig::parse(toml).unwrap_err();
+        assert!(err.to_string().contains(key), "{toml}: {err}");
+    }
+}
+
+fn run_with_env(envs: &[(&str, String)]) -> (bool, String) {
+    let data = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_parc-server"))
+        .arg("run")
+        .env("PARC_SERVER_STORAGE__DATA_DIR", data.path())
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_taken_port_fails_with_the_key_to_change() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (ok, err) = run_with_env(&[
+        ("PARC_SERVER_HTTP__LISTEN", "127.0.0.1:0".into()),
+        ("PARC_SERVER_MQTT__LISTEN", addr.clone()),
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains(&addr) && err.contains("PARC_SERVER_MQTT__LISTEN"),
+        "{err}"
+    );
+    let (ok, err) = run_with_env(&[("PARC_SERVER_HTTP__LISTEN", addr.clone())]);
+    assert!(!ok);
+    assert!(
+        err.contains(&addr) && err.contains("PARC_SERVER_HTTP__LISTEN"),
+        "{err}"
+    );
+}
