@@ -61,6 +61,7 @@ fn demo_runs_the_loop_and_refuses_the_impostor() {
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         let healths = v["counts"]["health_samples"].as_u64().unwrap_or(0);
         if healths >= 16
+            && v["counts"]["inventories"] == 8
             && v["counts"]["quarantined"]["bad_signature"]
                 .as_u64()
                 .unwrap_or(0)
