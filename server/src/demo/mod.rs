@@ -72,7 +72,18 @@ pub async fn run(
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
+    let ingest = prepared.ingest.clone();
     let server = tokio::spawn(prepared.run(http, stopped(stop_rx.clone())));
+    // The simulated devices publish at QoS 0 through in-process links: start them only
+    // once the server's subscription is in, or their first reports would go nowhere.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !ingest.connected.load(std::sync::atomic::Ordering::Relaxed) {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the server did not subscribe to its embedded broker within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let fleet_task = tokio::spawn(fleet.run(opts.interval, stopped(stop_rx.clone())));
 
     println!("Parc demo is running.");
