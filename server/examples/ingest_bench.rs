@@ -377,10 +377,11 @@ impl CpuMeter {
     }
 }
 
-/// Samples a process's RSS every 100 ms on a thread of its own; returns the peak.
+/// Samples a process's RSS every 100 ms on a thread of its own, until stopped or
+/// dropped; `stop` returns the peak.
 struct RssSampler {
     stop: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<u64>,
+    thread: Option<std::thread::JoinHandle<u64>>,
 }
 
 impl RssSampler {
@@ -398,12 +399,22 @@ impl RssSampler {
             }
             peak
         });
-        Self { stop, thread }
+        Self {
+            stop,
+            thread: Some(thread),
+        }
     }
 
-    fn stop(self) -> u64 {
+    /// Peak RSS in KiB.
+    fn stop(mut self) -> u64 {
         self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().unwrap_or(0)
+        self.thread.take().and_then(|t| t.join().ok()).unwrap_or(0)
+    }
+}
+
+impl Drop for RssSampler {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
@@ -767,38 +778,16 @@ async fn ingest_on(
     let cpu = CpuMeter::start(&[pid.to_string(), m.pid().to_string(), "self".into()])?;
     let t0 = Instant::now();
     let publishing = tokio::spawn(publish_all(publishers));
-    let stored_line = "parc_ingest_stored_total{kind=\"health\"}";
-    let limit = Duration::from_secs(60).max(Duration::from_millis(w.total as u64));
-    let done = loop {
-        let body = http_get(http, "/metrics").await.context("GET /metrics")?.1;
-        if metric(&body, stored_line) >= w.total as f64 {
-            break Instant::now();
+    let waited = wait_stored(http, w.total, &mut server, &server_log).await;
+    let peak_rss = rss.stop();
+    let done = match waited {
+        Ok(done) => done,
+        Err(e) => {
+            publishing.abort();
+            return Err(e);
         }
-        if let Some(status) = server.child.try_wait()? {
-            bail!(
-                "parc-server exited with {status} during the run:\n{}",
-                server_log()
-            );
-        }
-        if t0.elapsed() >= limit {
-            let ingest: Vec<&str> = body
-                .lines()
-                .filter(|l| l.starts_with("parc_ingest") && !l.contains("_bucket"))
-                .collect();
-            let log = server_log();
-            let tail: Vec<&str> = log.lines().rev().take(10).collect();
-            bail!(
-                "stored {} of {} within {limit:?}; server metrics:\n{}\nserver log (last lines, newest first):\n{}",
-                metric(&body, stored_line),
-                w.total,
-                ingest.join("\n"),
-                tail.join("\n")
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let cpus = cpu.stop(hz)?;
-    let peak_rss = rss.stop();
     let hwm = status_kib(&pid.to_string(), "VmHWM:")?;
     publishing.await.context("publishers")??;
 
@@ -830,6 +819,60 @@ async fn ingest_on(
     );
     ensure!(c.quarantined.is_empty(), "quarantined: {:?}", c.quarantined);
     Ok(out)
+}
+
+const STORED: &str = "parc_ingest_stored_total{kind=\"health\"}";
+
+/// Polls /metrics every 20 ms until `total` health messages are stored; fails when
+/// the server exits, stores nothing new for 15 s, or takes longer than
+/// max(60 s, 1 ms per message).
+async fn wait_stored(
+    http: SocketAddr,
+    total: usize,
+    server: &mut Server,
+    server_log: &dyn Fn() -> String,
+) -> Result<Instant> {
+    let t0 = Instant::now();
+    let limit = Duration::from_secs(60).max(Duration::from_millis(total as u64));
+    let (mut last, mut last_change) = (0.0, Instant::now());
+    loop {
+        let body = http_get(http, "/metrics").await.context("GET /metrics")?.1;
+        let stored = metric(&body, STORED);
+        if stored >= total as f64 {
+            return Ok(Instant::now());
+        }
+        if let Some(status) = server.child.try_wait()? {
+            bail!(
+                "parc-server exited with {status} during the run:\n{}",
+                server_log()
+            );
+        }
+        if stored != last {
+            (last, last_change) = (stored, Instant::now());
+        }
+        let stalled = last_change.elapsed() >= Duration::from_secs(15);
+        if stalled || t0.elapsed() >= limit {
+            let ingest: Vec<&str> = body
+                .lines()
+                .filter(|l| l.starts_with("parc_ingest") && !l.contains("_bucket"))
+                .collect();
+            let log = server_log();
+            let tail: Vec<&str> = log.lines().rev().take(10).collect();
+            bail!(
+                "stored {stored} of {total} after {:.0} s{}; server metrics:\n{}\n\
+                 server log (last lines, newest first):\n{}",
+                t0.elapsed().as_secs_f64(),
+                if stalled {
+                    ", nothing new for 15 s"
+                } else {
+                    ""
+                },
+                ingest.join("\n"),
+                tail.join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Clears the stopped server's persistent session so the broker stops queueing for it.
