@@ -125,5 +125,10 @@ pub(crate) fn classify(e: &reqwest::Error) -> String {
 
 /// Error texts go on the wire: one short line.
 fn first_line(s: &str) -> String {
-    s.lines().next().unwrap_or_default().chars().take(120).collect()
+    s.lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(120)
+        .collect()
 }

@@ -84,7 +84,10 @@ pub fn collect_messages(
         sent_at: Utc::now(),
     };
     Ok((
-        Message::new(header(1, inventory_at), Body::Inventory(Box::new(inventory))),
+        Message::new(
+            header(1, inventory_at),
+            Body::Inventory(Box::new(inventory)),
+        ),
         Message::new(header(2, health_at), Body::Health(Box::new(health))),
     ))
 }

@@ -90,7 +90,10 @@ pub(crate) fn read(
     let pstore = kernel_crashes(&root.join("sys/fs/pstore"), pstore_since);
     let crashes = match (var_crash, pstore) {
         (Err(a), Err(b)) => {
-            notes.push("stability.crashes", format!("var/crash: {a}; sys/fs/pstore: {b}"));
+            notes.push(
+                "stability.crashes",
+                format!("var/crash: {a}; sys/fs/pstore: {b}"),
+            );
             None
         }
         (a, b) => {
