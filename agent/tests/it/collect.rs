@@ -791,3 +791,55 @@ fn a_run_on_the_real_machine_does_not_panic() {
     decodes(Body::Inventory(Box::new(inv)), Kind::Inventory);
     decodes(Body::Health(Box::new(h)), Kind::Health);
 }
+
+// ---------------------------------------------------------------- cost of a health sample
+
+#[test]
+fn a_health_sample_reads_no_edid_usb_or_smart() {
+    // EDID and USB descriptor files are named pipes here: reading one would block, so a
+    // health sample that touched them would not return. smartctl is a script leaving a
+    // mark if run.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let connector = root.join("sys/class/drm/card0-HDMI-A-1");
+    let usb = root.join("sys/bus/usb/devices/1-1");
+    fs::create_dir_all(&connector).unwrap();
+    fs::create_dir_all(&usb).unwrap();
+    fs::create_dir_all(root.join("sys/block/sda/device")).unwrap();
+    fs::write(connector.join("status"), "connected\n").unwrap();
+    fs::write(root.join("sys/block/sda/size"), "1000\n").unwrap();
+    for fifo in [
+        connector.join("edid"),
+        usb.join("idVendor"),
+        usb.join("serial"),
+    ] {
+        let ok = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+    let mark = root.join("smartctl-ran");
+    let smartctl = root.join("smartctl");
+    fs::write(
+        &smartctl,
+        format!("#!/bin/sh\ntouch '{}'\n", mark.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    fs::set_permissions(&smartctl, fs::Permissions::from_mode(0o755)).unwrap();
+
+    let mut c = Collector::new(root, Some(smartctl), "t");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let first = c.health();
+        let second = c.health();
+        let _ = tx.send((first, second));
+    });
+    let (_, h) = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("a health sample opened an EDID or USB file");
+    assert_eq!(h.displays_connected, Some(1));
+    assert!(h.storage.is_empty());
+    assert!(!mark.exists(), "health() ran smartctl");
+}
