@@ -5,7 +5,8 @@
 //!
 //! "Since the previous report" is tracked by a [`State`] the [`super::Collector`] keeps:
 //! the first sample reports what happened since boot — whether the current boot followed
-//! an unexpected shutdown, crash reports written since boot, every pstore record still
+//! an unexpected shutdown (unknown, with its reason, when wtmp does not reach back
+//! before the current boot), crash reports written since boot, every pstore record still
 //! present (the kernel keeps them until they are removed, and they tell how an earlier
 //! session ended) and the machine checks counted since boot. Later samples report only
 //! what is new since the previous one. wtmp is read incrementally from where the
@@ -169,6 +170,9 @@ fn unexpected_shutdowns(
         .map_err(|e| read::reason_for(&e))?;
 
     let mut count = 0u32;
+    // On a first read: whether the current boot's record was found, and whether wtmp
+    // went back far enough to say how the session before it ended.
+    let mut current_boot = None;
     // A trailing partial record is being written: leave it for the next sample.
     let whole = bytes.len() - bytes.len() % UTMP_RECORD_BYTES;
     for record in bytes[..whole].chunks_exact(UTMP_RECORD_BYTES) {
@@ -176,6 +180,9 @@ fn unexpected_shutdowns(
             UT_TYPE_BOOT_TIME => {
                 let unexpected = c.booted && !c.clean;
                 let counted = current_boot_from.is_none_or(|from| record_time(record) >= from);
+                if counted && current_boot.is_none() {
+                    current_boot = Some(c.booted);
+                }
                 if unexpected && counted {
                     count = count.saturating_add(1);
                 }
@@ -187,7 +194,18 @@ fn unexpected_shutdowns(
         }
     }
     c.offset += whole as u64;
+    // Later samples continue from here whatever this one could tell.
     *cursor = Some(c);
+    if first {
+        // A wtmp rotated since boot, or one without boot records (no
+        // systemd-update-utmp), cannot say how the previous session ended: unknown is
+        // not 0.
+        match current_boot {
+            None => return Err("no record of the current boot in wtmp".into()),
+            Some(false) => return Err("no record before the current boot in wtmp".into()),
+            Some(true) => {}
+        }
+    }
     Ok(count)
 }
 

@@ -315,6 +315,34 @@ fn missing_sources_are_absent_with_reasons_not_zero() {
             .any(|u| u.signal == "stability.crashes.var_crash" && u.reason == "not present")
     );
 
+    // A wtmp that does not reach back before the current boot cannot tell how the
+    // previous session ended; the next sample reads on from there.
+    let b = t.btime;
+    append(&t.wtmp(), &[login(b - 100)]);
+    let mut c = Collector::new(t.root(), None, "t");
+    let h = c.health();
+    assert_eq!(h.stability.as_ref().unwrap().unexpected_shutdowns, None);
+    assert!(
+        h.unsupported
+            .iter()
+            .any(|u| u.signal == "stability.unexpected_shutdowns"
+                && u.reason == "no record of the current boot in wtmp")
+    );
+    fs::remove_file(t.wtmp()).unwrap();
+    append(&t.wtmp(), &[boot(b + 1), login(b + 30)]);
+    let mut c = Collector::new(t.root(), None, "t");
+    let h = c.health();
+    assert_eq!(h.stability.as_ref().unwrap().unexpected_shutdowns, None);
+    assert!(
+        h.unsupported
+            .iter()
+            .any(|u| u.signal == "stability.unexpected_shutdowns"
+                && u.reason == "no record before the current boot in wtmp")
+    );
+    assert_eq!(stability(&mut c).unexpected_shutdowns, Some(0));
+    append(&t.wtmp(), &[boot(b + 500)]);
+    assert_eq!(stability(&mut c).unexpected_shutdowns, Some(1));
+
     // Without a boot time the first sample cannot tell the current boot's records.
     fs::write(t.root().join("proc/stat"), "cpu  1 0 1 10 0 0 0 0 0 0\n").unwrap();
     append(&t.wtmp(), &[boot(1)]);
