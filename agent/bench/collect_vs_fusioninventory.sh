@@ -42,40 +42,46 @@ if ! command -v fusioninventory-inventory >/dev/null; then
 fi
 fusion=$(command -v fusioninventory-inventory)
 
-# measure NAME CMD... : runs CMD $RUNS times, stdout to /dev/null; appends
-# "cpu_seconds rss_kib" lines to $work/NAME.
+# measure NAME INNER CMD... : $RUNS samples, each running CMD INNER times in a row
+# (stdout to /dev/null) under one /usr/bin/time; appends "cpu_seconds_per_run rss_kib"
+# lines to $work/NAME. GNU time prints CPU to 10 ms, too coarse for one parc-agent
+# run: its samples repeat the command and divide. The peak RSS is the largest single
+# run's (the wrapping shell is smaller).
 measure() {
-    local name=$1
-    shift
+    local name=$1 inner=$2
+    shift 2
     : >"$work/$name"
     for _ in $(seq "$RUNS"); do
-        /usr/bin/time -v -o "$work/time.out" "$@" >/dev/null 2>"$work/$name.stderr" || {
+        /usr/bin/time -v -o "$work/time.out" sh -c \
+            'n=$1; shift; i=0; while [ "$i" -lt "$n" ]; do "$@" >/dev/null || exit 1; i=$((i + 1)); done' \
+            sh "$inner" "$@" 2>"$work/$name.stderr" || {
             say "$name failed:"
             cat "$work/$name.stderr" >&2
             exit 1
         }
-        awk -F': ' '
+        awk -F': ' -v n="$inner" '
             /User time \(seconds\)/ { u = $2 }
             /System time \(seconds\)/ { s = $2 }
             /Maximum resident set size \(kbytes\)/ { r = $2 }
-            END { printf "%.3f %d\n", u + s, r }' "$work/time.out" >>"$work/$name"
+            END { printf "%.5f %d\n", (u + s) / n, r }' "$work/time.out" >>"$work/$name"
     done
 }
 
 # median FILE COLUMN
 median() {
     cut -d' ' -f"$2" "$1" | sort -g | awk '{ v[NR] = $1 } END {
-        if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+        if (NR % 2) print v[(NR + 1) / 2]; else printf "%.5f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
-say "== parc-agent collect x$RUNS"
+PARC_INNER=${PARC_INNER:-20}
+say "== parc-agent collect: $RUNS samples of $PARC_INNER runs"
 "$parc" collect >"$work/parc.json"   # warm the page cache once, and keep one output
-measure parc "$parc" collect
+measure parc "$PARC_INNER" "$parc" collect
 say "== fusioninventory-inventory x$RUNS"
 "$fusion" >/dev/null 2>&1 || true
-measure fusion "$fusion"
+measure fusion 1 "$fusion"
 say "== fusioninventory-inventory --no-category software x$RUNS (informative)"
-measure fusion_nosoft "$fusion" --no-category software
+measure fusion_nosoft 1 "$fusion" --no-category software
 say "== health sample x$HEALTH_CALLS"
 health_line=$("$health_bench" / "$HEALTH_CALLS")
 
@@ -89,16 +95,17 @@ nr=$(median "$work/fusion_nosoft" 2)
 echo
 echo "machine: $(uname -srm), $(nproc) CPU(s); $(fusioninventory-agent --version 2>/dev/null | head -1 || echo fusioninventory)"
 echo "parc-agent collect output: $(wc -c <"$work/parc.json") bytes, $(grep -o '"signal"' "$work/parc.json" | wc -l) unsupported signals"
-echo "medians of $RUNS runs (user+sys CPU incl. waited-for children; peak RSS):"
+echo "medians of $RUNS samples (user+sys CPU per run incl. waited-for children; peak RSS):"
 echo
 awk -v pc="$pc" -v pr="$pr" -v fc="$fc" -v fr="$fr" -v nc="$nc" -v nr="$nr" 'BEGIN {
-    printf "| %-46s | %8s | %8s |\n", "command", "CPU s", "RSS MiB"
-    printf "|%s|%s|%s|\n", "------------------------------------------------", "----------", "----------"
-    printf "| %-46s | %8.3f | %8.1f |\n", "parc-agent collect", pc, pr / 1024
-    printf "| %-46s | %8.3f | %8.1f |\n", "fusioninventory-inventory", fc, fr / 1024
-    printf "| %-46s | %8.3f | %8.1f |\n", "fusioninventory-inventory --no-category software", nc, nr / 1024
-    printf "| %-46s | %8.3f | %8.3f |\n", "ratio parc / fusioninventory (target 0.1, 0.25)", (fc > 0 ? pc / fc : 0), pr / fr
-    printf "| %-46s | %8.3f | %8.3f |\n", "ratio parc / fusioninventory without software", (nc > 0 ? pc / nc : 0), pr / nr
+    row = "| %-50s | %9s | %9s |\n"
+    printf row, "command", "CPU s", "RSS MiB"
+    printf "|%s|%s|%s|\n", "----------------------------------------------------", "-----------", "-----------"
+    printf row, "parc-agent collect", sprintf("%.4f", pc), sprintf("%.1f", pr / 1024)
+    printf row, "fusioninventory-inventory", sprintf("%.4f", fc), sprintf("%.1f", fr / 1024)
+    printf row, "fusioninventory-inventory --no-category software", sprintf("%.4f", nc), sprintf("%.1f", nr / 1024)
+    printf row, "ratio parc / fusioninventory (targets 0.1, 0.25)", sprintf("%.4f", pc / fc), sprintf("%.3f", pr / fr)
+    printf row, "ratio parc / fusioninventory without software", sprintf("%.4f", pc / nc), sprintf("%.3f", pr / nr)
 }'
 echo
 echo "$health_line (target: 5 ms CPU)"
