@@ -33,6 +33,16 @@ pub enum Command {
     },
     /// Check the configuration and report the first problem with its key.
     ValidateConfig,
+    /// Collect one inventory and one health sample and print them as
+    /// `{"inventory": …, "health": …}` protocol messages; publishes nothing.
+    Collect {
+        /// Read /sys, /proc, /etc… under this directory instead of `collect.root`.
+        #[arg(long)]
+        root: Option<PathBuf>,
+        /// Indent the JSON.
+        #[arg(long)]
+        pretty: bool,
+    },
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -49,6 +59,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::ValidateConfig => {
             AgentConfig::load(cli.config.as_deref()).context("invalid configuration")?;
             println!("configuration is valid");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Collect { root, pretty } => {
+            let cfg = AgentConfig::load(cli.config.as_deref()).context("loading configuration")?;
+            let json = crate::collect::report::collect_json(&cfg, root.as_deref(), pretty)?;
+            println!("{json}");
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -9,8 +9,10 @@
 //! calls them in `spawn_blocking`.
 //!
 //! Privacy: the collectors read device facts only. They must never read user or login
-//! names, sessions (utmp), process lists, anything under /home, files, browsing or
-//! per-user software, nor the contents of input events or network traffic. Mount points
+//! names, sessions (of wtmp, `stability` uses only the type and time of boot and
+//! shutdown records), process lists, anything under /home, files, browsing or
+//! per-user software, nor the contents of input events, crash reports or network
+//! traffic. Mount points
 //! and input devices that would carry a person's name (removable media mounted under
 //! /media/USER, Bluetooth peripherals named by their owners) are left out.
 //!
@@ -24,7 +26,9 @@ use parc_protocol::health::StorageHealth;
 use parc_protocol::{Health, Inventory};
 
 pub mod edid;
+mod probes;
 mod read;
+pub mod report;
 pub mod smart;
 
 #[cfg(target_os = "linux")]
@@ -46,11 +50,14 @@ mod network;
 #[cfg(target_os = "linux")]
 mod os;
 #[cfg(target_os = "linux")]
+mod stability;
+#[cfg(target_os = "linux")]
 mod thermal;
 #[cfg(target_os = "linux")]
 mod usb;
 
 pub use edid::{EdidError, parse_edid};
+pub use probes::probe_all;
 pub use read::reason_for;
 pub use smart::{SmartError, parse_smartctl_json};
 
@@ -71,6 +78,8 @@ pub struct Collector {
     agent_version: String,
     #[cfg(target_os = "linux")]
     previous_cpu: Option<CpuSample>,
+    #[cfg(target_os = "linux")]
+    previous_stability: Option<stability::State>,
 }
 
 /// Cumulative CPU time counters from `proc/stat`, in clock ticks.
@@ -91,6 +100,8 @@ impl Collector {
             agent_version: agent_version.to_string(),
             #[cfg(target_os = "linux")]
             previous_cpu: None,
+            #[cfg(target_os = "linux")]
+            previous_stability: None,
         }
     }
 
@@ -120,8 +131,11 @@ impl Collector {
         inv
     }
 
-    /// A health sample without SMART. The CPU usage is measured between this call and
-    /// the previous one, so the first call has none.
+    /// A health sample without SMART or probes. It must stay cheap (every few minutes on
+    /// every device): small files only, no EDID, USB, SMART or network. The CPU usage is
+    /// measured between this call and the previous one, so the first call has none;
+    /// `stability` counts what happened since the previous call, or since boot on the
+    /// first. Connectivity probes are async: see [`probe_all`].
     pub fn health(&mut self) -> Health {
         let mut notes = Notes::default();
         let mut health = Health::default();
@@ -194,6 +208,13 @@ impl Collector {
         h.displays_connected = display::connected_count(root, notes);
         h.touch_devices = input::touch_count(root, notes);
         h.wifi = network::wifi(root, notes);
+        h.stability = stability::read(
+            root,
+            h.boot_time,
+            &mut self.previous_stability,
+            std::time::SystemTime::now(),
+            notes,
+        );
     }
 
     fn storage_health(&self, notes: &mut Notes) -> Vec<StorageHealth> {

@@ -496,6 +496,83 @@ fn usb_devices_keep_serials_of_built_in_devices_only() {
 // ---------------------------------------------------------------- absent readings
 
 #[test]
+fn a_desktop_has_no_battery_and_no_mains_reading_and_ignores_a_wireless_mouse() {
+    let mut c = collector("desktop");
+    let inv = c.inventory();
+    assert_eq!(inv.identity.chassis_type.as_deref(), Some("desktop"));
+    assert_eq!(
+        inv.identity.system_manufacturer.as_deref(),
+        Some("Dell Inc.")
+    );
+    assert_eq!(inv.identity.product_name.as_deref(), Some("OptiPlex 7010"));
+    assert_eq!(inv.identity.system_serial.as_deref(), Some("7XK2B93"));
+    assert!(inv.batteries.is_empty(), "{:?}", inv.batteries);
+    assert_eq!(inv.os.name.as_deref(), Some("Debian GNU/Linux"));
+    assert_eq!(inv.os.version.as_deref(), Some("12"));
+    assert_eq!(inv.os.hostname.as_deref(), Some("salle-b12-poste03"));
+    assert_eq!(inv.memory_total_bytes, Some(8_052_788 * 1024));
+    assert_eq!(inv.disks.len(), 1);
+    assert_eq!(inv.disks[0].name, "nvme0n1");
+
+    let h = c.health();
+    // The mouse's battery (scope Device) is not the device's.
+    assert!(h.batteries.is_empty(), "{:?}", h.batteries);
+    assert_eq!(reason(&h.unsupported, "batteries"), Some("not present"));
+    // No mains supply in sysfs: unknown, not "on battery".
+    assert_eq!(h.ac_online, None);
+    assert_eq!(reason(&h.unsupported, "ac_online"), Some("not present"));
+    assert_eq!(h.displays_connected, Some(1));
+    assert_eq!(h.touch_devices, Some(0));
+    assert_eq!(h.memory_total_bytes, Some(8_052_788 * 1024));
+    assert_eq!(h.temperatures.len(), 1);
+    assert_eq!(h.temperatures[0].celsius, 41.0);
+    assert_eq!(
+        h.temperatures[0].label.as_deref(),
+        Some("coretemp Package id 0")
+    );
+    // An MCE line of zeros is a check made: 0 machine checks since boot.
+    let stability = h.stability.expect("machine checks are readable");
+    assert_eq!(stability.machine_checks, Some(0));
+    assert_eq!(stability.unexpected_shutdowns, None);
+    assert_eq!(
+        reason(&h.unsupported, "stability.unexpected_shutdowns"),
+        Some("not present")
+    );
+    assert_eq!(stability.crashes, None);
+    assert!(
+        reason(&h.unsupported, "stability.crashes").is_some_and(|r| r.contains("not present")),
+        "{:?}",
+        h.unsupported
+    );
+}
+
+#[test]
+fn a_dmi_directory_with_most_files_missing_reports_each_one() {
+    // As root every file is readable, so "unreadable" DMI is simulated by a directory
+    // holding only the world-readable strings (what an unprivileged agent sees of the
+    // root-only serial files is covered by the permission test above).
+    let inv = collector("unreadable-dmi").inventory();
+    let id = &inv.identity;
+    assert_eq!(id.system_manufacturer.as_deref(), Some("HP"));
+    assert_eq!(id.product_name.as_deref(), Some("HP ProBook 450 G8"));
+    assert_eq!(id.chassis_type.as_deref(), Some("notebook"));
+    assert_eq!(id.system_serial, None);
+    assert_eq!(id.system_uuid, None);
+    assert_eq!(id.board_serial, None);
+    assert_eq!(id.bios_version, None);
+    let u = &inv.unsupported;
+    assert_eq!(reason(u, "identity.system_serial"), Some("not present"));
+    assert_eq!(reason(u, "identity.system_uuid"), Some("not present"));
+    assert_eq!(reason(u, "identity.bios_vendor"), Some("not present"));
+    assert_eq!(reason(u, "identity.bios_version"), Some("not present"));
+    assert_eq!(reason(u, "identity.bios_date"), Some("not present"));
+    // An empty sysfs file is a reading the firmware did not fill, not a serial "".
+    assert_eq!(reason(u, "identity.board_serial"), Some("empty"));
+    // The directory exists: each field has its own reason, not one for all.
+    assert_eq!(reason(u, "identity"), None);
+}
+
+#[test]
 fn missing_readings_are_none_never_zero() {
     let mut c = collector("placeholder");
     let h = c.health();
@@ -689,7 +766,14 @@ fn smartctl_is_run_per_disk_and_its_output_parsed() {
 
 #[test]
 fn fixture_bodies_pass_the_protocol_validator() {
-    for name in ["laptop", "display", "placeholder", "charge-battery"] {
+    for name in [
+        "laptop",
+        "display",
+        "placeholder",
+        "charge-battery",
+        "desktop",
+        "unreadable-dmi",
+    ] {
         let mut c = collector(name);
         decodes(Body::Inventory(Box::new(c.inventory())), Kind::Inventory);
         c.health();
@@ -706,4 +790,56 @@ fn a_run_on_the_real_machine_does_not_panic() {
     let h = c.health();
     decodes(Body::Inventory(Box::new(inv)), Kind::Inventory);
     decodes(Body::Health(Box::new(h)), Kind::Health);
+}
+
+// ---------------------------------------------------------------- cost of a health sample
+
+#[test]
+fn a_health_sample_reads_no_edid_usb_or_smart() {
+    // EDID and USB descriptor files are named pipes here: reading one would block, so a
+    // health sample that touched them would not return. smartctl is a script leaving a
+    // mark if run.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let connector = root.join("sys/class/drm/card0-HDMI-A-1");
+    let usb = root.join("sys/bus/usb/devices/1-1");
+    fs::create_dir_all(&connector).unwrap();
+    fs::create_dir_all(&usb).unwrap();
+    fs::create_dir_all(root.join("sys/block/sda/device")).unwrap();
+    fs::write(connector.join("status"), "connected\n").unwrap();
+    fs::write(root.join("sys/block/sda/size"), "1000\n").unwrap();
+    for fifo in [
+        connector.join("edid"),
+        usb.join("idVendor"),
+        usb.join("serial"),
+    ] {
+        let ok = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+    let mark = root.join("smartctl-ran");
+    let smartctl = root.join("smartctl");
+    fs::write(
+        &smartctl,
+        format!("#!/bin/sh\ntouch '{}'\n", mark.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    fs::set_permissions(&smartctl, fs::Permissions::from_mode(0o755)).unwrap();
+
+    let mut c = Collector::new(root, Some(smartctl), "t");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let first = c.health();
+        let second = c.health();
+        let _ = tx.send((first, second));
+    });
+    let (_, h) = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("a health sample opened an EDID or USB file");
+    assert_eq!(h.displays_connected, Some(1));
+    assert!(h.storage.is_empty());
+    assert!(!mark.exists(), "health() ran smartctl");
 }
