@@ -1,4 +1,6 @@
-//! Network interfaces from `sys/class/net` (name, MAC address, wired or wireless) and
+//! Network interfaces from `sys/class/net` (name, MAC address, wired or wireless),
+//! their IP addresses (IPv6 from `proc/net/if_inet6`; IPv4 from the local host entries
+//! of `proc/net/fib_trie`, attributed to an interface through `proc/net/route`), and
 //! Wi-Fi signal from `proc/net/wireless`.
 //!
 //! Interface facts only: it must never read traffic, connections, sockets, visited
@@ -12,6 +14,10 @@ use parc_protocol::inventory::NetworkInterface;
 use super::read::{self, Notes};
 
 pub(crate) fn interfaces(root: &Path, notes: &mut Notes) -> Vec<NetworkInterface> {
+    let mut addresses = ipv4_addresses(root);
+    for (iface, addr) in ipv6_addresses(root) {
+        addresses.push((iface, addr));
+    }
     let Some(entries) = notes.take(
         "network_interfaces",
         read::entries(&root.join("sys/class/net")),
@@ -42,12 +48,85 @@ pub(crate) fn interfaces(root: &Path, notes: &mut Notes) -> Vec<NetworkInterface
             } else {
                 "virtual"
             };
+            let mut addrs: Vec<String> = addresses
+                .iter()
+                .filter(|(iface, _)| *iface == name)
+                .map(|(_, a)| a.clone())
+                .collect();
+            addrs.sort();
+            addrs.dedup();
             NetworkInterface {
                 name,
                 mac,
                 link: Some(link.to_string()),
-                addresses: Vec::new(),
+                addresses: addrs,
             }
+        })
+        .collect()
+}
+
+/// `proc/net/if_inet6`: `fe800000000000000a0027fffe4e8a2e 02 40 20 80 wlp0s20f3`
+/// (address, index, prefix length, scope, flags, interface). Loopback is left out.
+fn ipv6_addresses(root: &Path) -> Vec<(String, String)> {
+    let Ok(text) = read::text(&root.join("proc/net/if_inet6")) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (hex, iface) = (f.first()?, f.get(5)?);
+            let bits = u128::from_str_radix(hex, 16).ok()?;
+            let addr = std::net::Ipv6Addr::from(bits);
+            (!addr.is_loopback() && *iface != "lo").then(|| (iface.to_string(), addr.to_string()))
+        })
+        .collect()
+}
+
+/// IPv4 addresses of this host: the `/32 host LOCAL` leaves of `proc/net/fib_trie`,
+/// each given to the interface whose route (`proc/net/route`, longest mask) covers it.
+fn ipv4_addresses(root: &Path) -> Vec<(String, String)> {
+    let (Ok(trie), Ok(routes)) = (
+        read::text(&root.join("proc/net/fib_trie")),
+        read::text(&root.join("proc/net/route")),
+    ) else {
+        return Vec::new();
+    };
+    // Iface Destination Gateway Flags RefCnt Use Metric Mask …, hex in host order.
+    let routes: Vec<(String, u32, u32)> = routes
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let dest = u32::from_str_radix(f.get(1)?, 16).ok()?;
+            let mask = u32::from_str_radix(f.get(7)?, 16).ok()?;
+            (mask != 0).then(|| (f[0].to_string(), dest, mask))
+        })
+        .collect();
+    let mut locals = Vec::new();
+    let mut last: Option<std::net::Ipv4Addr> = None;
+    for line in trie.lines() {
+        let t = line.trim_start_matches([' ', '|', '-', '+']).trim();
+        if let Ok(a) = t.parse::<std::net::Ipv4Addr>() {
+            last = Some(a);
+        } else if t.starts_with("/32 host LOCAL")
+            && let Some(a) = last
+            && !a.is_loopback()
+            && !locals.contains(&a)
+        {
+            locals.push(a);
+        }
+    }
+    locals
+        .into_iter()
+        .filter_map(|a| {
+            // The route file prints the kernel's in-memory (network-order) u32 as a
+            // native integer: compare in the same representation.
+            let host = u32::from_ne_bytes(a.octets());
+            routes
+                .iter()
+                .filter(|(_, dest, mask)| host & mask == *dest)
+                .max_by_key(|(_, _, mask)| mask.count_ones())
+                .map(|(iface, _, _)| (iface.clone(), a.to_string()))
         })
         .collect()
 }

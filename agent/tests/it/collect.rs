@@ -381,16 +381,27 @@ fn edid_of_the_connected_outputs_is_parsed() {
     assert!(!inv.displays[0].connected);
     assert_eq!(inv.displays[0].edid, None);
 
+    // The interactive-display PC drives its panel and a second screen.
     let inv = collector("display").inventory();
-    assert_eq!(inv.displays.len(), 2);
-    let edid = inv.displays[0].edid.as_ref().unwrap();
+    let connectors: Vec<_> = inv.displays.iter().map(|d| d.connector.as_str()).collect();
+    assert_eq!(
+        connectors,
+        ["card0-DP-1", "card0-HDMI-A-1", "card0-HDMI-A-2"]
+    );
+    let second = inv.displays[0].edid.as_ref().unwrap();
+    assert_eq!(second.manufacturer_id, "GSM");
+    assert_eq!(second.product_code, 0x5b09);
+    assert_eq!(second.monitor_name.as_deref(), Some("LG 24MK6"));
+    assert_eq!(second.monitor_serial.as_deref(), Some("905NTAB12345"));
+    assert!(!inv.displays[2].connected);
+    let edid = inv.displays[1].edid.as_ref().unwrap();
     assert_eq!(edid.manufacturer_id, "SPE");
     assert_eq!(edid.product_code, 0x7550);
     assert_eq!(edid.serial_number, Some(0x0102_0304));
     assert_eq!(edid.monitor_name.as_deref(), Some("IFP 75-A"));
     assert_eq!(edid.monitor_serial.as_deref(), Some("SP75A1234567"));
     assert_eq!((edid.width_cm, edid.height_cm), (Some(165), Some(93)));
-    assert_eq!(collector("display").health().displays_connected, Some(1));
+    assert_eq!(collector("display").health().displays_connected, Some(2));
 }
 
 #[test]
@@ -842,4 +853,23 @@ fn a_health_sample_reads_no_edid_usb_or_smart() {
     assert_eq!(h.displays_connected, Some(1));
     assert!(h.storage.is_empty());
     assert!(!mark.exists(), "health() ran smartctl");
+}
+
+#[test]
+fn interface_addresses_are_attributed_to_their_interface() {
+    let inv = collector("laptop").inventory();
+    let by_name = |n: &str| {
+        inv.network_interfaces
+            .iter()
+            .find(|i| i.name == n)
+            .unwrap()
+            .addresses
+            .clone()
+    };
+    assert_eq!(
+        by_name("wlp0s20f3"),
+        ["192.168.10.42", "fe80::a00:27ff:fe4e:8a2e"]
+    );
+    assert_eq!(by_name("virbr0"), ["192.168.122.1"]);
+    assert!(!inv.network_interfaces.iter().any(|i| i.name == "lo"));
 }
