@@ -17,6 +17,7 @@
 //! Needs Mosquitto (`/usr/sbin/mosquitto`) and, for `postgres`, a PostgreSQL server at
 //! `--pg-admin` (default `PARC_TEST_PG` or `postgres://postgres@127.0.0.1:5432/test`).
 
+use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -350,10 +351,60 @@ fn clock_ticks_per_second() -> f64 {
         .unwrap_or(100.0)
 }
 
-/// CPU seconds used by several processes between `start` and `stop`.
+/// CPU ticks of every process named `postgres` (the server and its backends), by pid.
+fn postgres_ticks() -> HashMap<String, u64> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return HashMap::new();
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "postgres")
+        })
+        .filter_map(|pid| cpu_ticks(&pid).ok().map(|t| (pid, t)))
+        .collect()
+}
+
+/// Busy and total ticks of the whole machine (all cores), from /proc/stat.
+fn machine_ticks() -> Result<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    let line = stat.lines().next().context("empty /proc/stat")?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    ensure!(v.len() >= 5, "malformed /proc/stat: {line}");
+    let total: u64 = v.iter().take(8).sum();
+    Ok((total - v[3] - v[4], total))
+}
+
+/// Clock ticks per second and cores, to turn tick counts into CPU %.
+#[derive(Debug, Clone, Copy)]
+struct Ticks {
+    hz: f64,
+    cores: f64,
+}
+
+/// CPU use between `start` and `stop`, as % of one core.
+struct CpuUse {
+    /// Per process given to [`CpuMeter::start`], in order.
+    processes: Vec<f64>,
+    /// All `postgres` processes together.
+    postgres: f64,
+    /// The whole machine, including work that is not the bench's (100 per core).
+    machine: f64,
+}
+
+/// CPU time used by some processes, PostgreSQL and the machine between `start` and
+/// `stop`.
 struct CpuMeter {
     pids: Vec<String>,
     ticks: Vec<u64>,
+    postgres: HashMap<String, u64>,
+    machine: (u64, u64),
     started: Instant,
 }
 
@@ -362,18 +413,35 @@ impl CpuMeter {
         Ok(Self {
             pids: pids.to_vec(),
             ticks: pids.iter().map(|p| cpu_ticks(p)).collect::<Result<_>>()?,
+            postgres: postgres_ticks(),
+            machine: machine_ticks()?,
             started: Instant::now(),
         })
     }
 
-    /// CPU % (of one core) per process since `start`.
-    fn stop(&self, hz: f64) -> Result<Vec<f64>> {
+    fn stop(&self, t: Ticks) -> Result<CpuUse> {
+        let Ticks { hz, cores } = t;
         let wall = self.started.elapsed().as_secs_f64();
-        self.pids
+        let pct = |ticks: u64| ticks as f64 / hz / wall * 100.0;
+        let processes = self
+            .pids
             .iter()
             .zip(&self.ticks)
-            .map(|(p, t0)| Ok((cpu_ticks(p)? - t0) as f64 / hz / wall * 100.0))
-            .collect()
+            .map(|(p, t0)| Ok(pct(cpu_ticks(p)?.saturating_sub(*t0))))
+            .collect::<Result<_>>()?;
+        // Backends that exited meanwhile are missed; new ones count from zero.
+        let postgres = postgres_ticks()
+            .iter()
+            .map(|(pid, t)| t.saturating_sub(self.postgres.get(pid).copied().unwrap_or(0)))
+            .sum();
+        let (busy, total) = machine_ticks()?;
+        let machine =
+            (busy - self.machine.0) as f64 / (total - self.machine.1).max(1) as f64 * 100.0 * cores;
+        Ok(CpuUse {
+            processes,
+            postgres: pct(postgres),
+            machine,
+        })
     }
 }
 
@@ -521,10 +589,11 @@ struct Baseline {
     rate: f64,
     mosquitto_cpu: f64,
     bench_cpu: f64,
+    machine_cpu: f64,
 }
 
 /// Phase A: a bare QoS 1 subscriber's receive rate.
-async fn baseline(m: &Mosquitto, w: &Workload, args: &Args, hz: f64) -> Result<Baseline> {
+async fn baseline(m: &Mosquitto, w: &Workload, args: &Args, t: Ticks) -> Result<Baseline> {
     let name = format!("bench-sub-{}", hex::encode(random::<4>()?));
     let mut opts = mqtt_options(&name, m.port);
     opts.set_clean_session(true);
@@ -568,11 +637,12 @@ async fn baseline(m: &Mosquitto, w: &Workload, args: &Args, hz: f64) -> Result<B
     let t0 = Instant::now();
     publish_all(publishers).await?;
     let done = subscriber.await.context("subscriber task")??;
-    let cpus = cpu.stop(hz)?;
+    let cpus = cpu.stop(t)?;
     Ok(Baseline {
         rate: w.total as f64 / (done - t0).as_secs_f64(),
-        mosquitto_cpu: cpus[0],
-        bench_cpu: cpus[1],
+        mosquitto_cpu: cpus.processes[0],
+        bench_cpu: cpus.processes[1],
+        machine_cpu: cpus.machine,
     })
 }
 
@@ -607,6 +677,8 @@ struct Ingested {
     server_cpu: f64,
     mosquitto_cpu: f64,
     bench_cpu: f64,
+    postgres_cpu: f64,
+    machine_cpu: f64,
     peak_rss_mib: f64,
     hwm_mib: f64,
     mean_batch: f64,
@@ -659,7 +731,7 @@ async fn ingest(
     w: &Workload,
     args: &Args,
     server_bin: &Path,
-    hz: f64,
+    t: Ticks,
 ) -> Result<Ingested> {
     let dir = tempfile::tempdir().context("creating a temporary directory")?;
     let (url, pg_name) = match engine {
@@ -672,7 +744,7 @@ async fn ingest(
             (url, Some(name))
         }
     };
-    let result = ingest_on(&url, dir.path(), m, w, args, server_bin, hz).await;
+    let result = ingest_on(&url, dir.path(), m, w, args, server_bin, t).await;
     if let Some(name) = pg_name
         && let Err(e) = Store::drop_postgres_database(&args.pg_admin, &name).await
     {
@@ -688,7 +760,7 @@ async fn ingest_on(
     w: &Workload,
     args: &Args,
     server_bin: &Path,
-    hz: f64,
+    t: Ticks,
 ) -> Result<Ingested> {
     let store = Store::connect(url)
         .await
@@ -787,7 +859,7 @@ async fn ingest_on(
             return Err(e);
         }
     };
-    let cpus = cpu.stop(hz)?;
+    let cpus = cpu.stop(t)?;
     let hwm = status_kib(&pid.to_string(), "VmHWM:")?;
     publishing.await.context("publishers")??;
 
@@ -796,9 +868,11 @@ async fn ingest_on(
     let commits = metric(&body, "parc_ingest_commit_seconds_count");
     let out = Ingested {
         rate: w.total as f64 / (done - t0).as_secs_f64(),
-        server_cpu: cpus[0],
-        mosquitto_cpu: cpus[1],
-        bench_cpu: cpus[2],
+        server_cpu: cpus.processes[0],
+        mosquitto_cpu: cpus.processes[1],
+        bench_cpu: cpus.processes[2],
+        postgres_cpu: cpus.postgres,
+        machine_cpu: cpus.machine,
         peak_rss_mib: peak_rss as f64 / 1024.0,
         hwm_mib: hwm as f64 / 1024.0,
         mean_batch: metric(&body, "parc_ingest_batch_size_sum") / batches.max(1.0),
@@ -933,7 +1007,10 @@ async fn main() -> Result<()> {
         EngineArg::Postgres => vec![Engine::Postgres],
         EngineArg::Both => vec![Engine::Sqlite, Engine::Postgres],
     };
-    let hz = clock_ticks_per_second();
+    let t = Ticks {
+        hz: clock_ticks_per_second(),
+        cores: std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64),
+    };
     let defaults = ServerConfig::defaults().ingest;
     let ingest_cfg = (
         args.batch_max_messages
@@ -959,7 +1036,7 @@ async fn main() -> Result<()> {
     let mut baselines: Vec<Baseline> = Vec::new();
     let mut runs: Vec<(Engine, usize, Result<Ingested>)> = Vec::new();
     for round in 1..=args.rounds {
-        let b = baseline(&mosquitto, &w, &args, hz)
+        let b = baseline(&mosquitto, &w, &args, t)
             .await
             .with_context(|| format!("round {round}: baseline"))?;
         eprintln!(
@@ -967,7 +1044,7 @@ async fn main() -> Result<()> {
             b.rate, b.mosquitto_cpu, b.bench_cpu
         );
         for &engine in &engines {
-            let r = ingest(engine, &mosquitto, &w, &args, &server_bin, hz).await;
+            let r = ingest(engine, &mosquitto, &w, &args, &server_bin, t).await;
             match &r {
                 Ok(i) => eprintln!(
                     "round {round}: {} ingest {:.0} msg/s, ratio {:.2}; server CPU {:.0}%, \
