@@ -11,5 +11,6 @@ pub mod http;
 pub mod ingest;
 pub mod inventory_diff;
 pub mod metrics;
+pub mod procurement;
 pub mod shutdown;
 pub mod store;

@@ -8,6 +8,7 @@
 //! job) and never hold a transaction open across anything but SQL.
 
 mod batch;
+mod procurement;
 mod query;
 
 use std::time::Duration;
@@ -18,6 +19,10 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row as _};
 
 pub use batch::{BatchOutcome, Item, Quarantined};
+pub use procurement::{
+    CartDevice, CartRow, DatasetCounts, LotRow, NeverSeen, Reconciliation, UnmatchedDevice,
+    DemoDataError, load_demo_dataset,
+};
 pub use query::{Counts, DeviceRow, HealthPoint, HourlyPoint, InventoryChangeRow, QuarantineRow};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
