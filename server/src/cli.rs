@@ -67,6 +67,11 @@ pub enum Command {
     },
     /// Check the configuration and report the first problem with its key.
     ValidateConfig,
+    /// Import procurement data (dataset, delivery manifests) into the database.
+    Import {
+        #[command(subcommand)]
+        what: crate::procurement_cli::ImportCommand,
+    },
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -80,6 +85,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ServerConfig::load(cli.config.as_deref()).context("invalid configuration")?;
             println!("configuration is valid");
         }
+        Command::Import { what } => return crate::procurement_cli::run(what, cli.config.as_deref()),
         Command::PrintMosquittoAcl { server_user } => print!("{}", mosquitto_acl(&server_user)),
         Command::Run => {
             let cfg = ServerConfig::load(cli.config.as_deref()).context("loading configuration")?;

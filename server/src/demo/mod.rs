@@ -67,6 +67,9 @@ pub async fn run(
             .await
             .context("registering the simulated devices")?;
     }
+    crate::store::load_demo_dataset(&store)
+        .await
+        .context("loading the demo's contracts, schools and deliveries")?;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
