@@ -85,7 +85,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ServerConfig::load(cli.config.as_deref()).context("invalid configuration")?;
             println!("configuration is valid");
         }
-        Command::Import { what } => return crate::procurement_cli::run(what, cli.config.as_deref()),
+        Command::Import { what } => {
+            return crate::procurement_cli::run(what, cli.config.as_deref());
+        }
         Command::PrintMosquittoAcl { server_user } => print!("{}", mosquitto_acl(&server_user)),
         Command::Run => {
             let cfg = ServerConfig::load(cli.config.as_deref()).context("loading configuration")?;

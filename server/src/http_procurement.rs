@@ -87,7 +87,10 @@ async fn warranty(
                 "device {id} is unknown or its serial is on no delivery"
             ))
         })?;
-    Ok(Json(device_warranty(&delivered, today_in_france(Utc::now()))))
+    Ok(Json(device_warranty(
+        &delivered,
+        today_in_france(Utc::now()),
+    )))
 }
 
 #[derive(Debug, Deserialize)]

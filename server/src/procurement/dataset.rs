@@ -25,7 +25,7 @@ use chrono::{NaiveDate, NaiveTime};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::domain::{SlaDuration, SlaTerms, Siren, Siret, Uai, WarrantyTerms};
+use crate::domain::{Siren, Siret, SlaDuration, SlaTerms, Uai, WarrantyTerms};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -208,7 +208,11 @@ fn hh_mm<'de, D: serde::Deserializer<'de>>(d: D) -> Result<NaiveTime, D::Error> 
     let text = String::deserialize(d)?;
     NaiveTime::parse_from_str(&text, "%H:%M")
         .or_else(|_| NaiveTime::parse_from_str(&text, "%H:%M:%S"))
-        .map_err(|_| serde::de::Error::custom(format!("{text:?} is not a time of day; write e.g. \"08:30\"")))
+        .map_err(|_| {
+            serde::de::Error::custom(format!(
+                "{text:?} is not a time of day; write e.g. \"08:30\""
+            ))
+        })
 }
 
 impl LotSla {
@@ -374,14 +378,21 @@ impl Dataset {
         let mut p = Vec::new();
         let mut problem = |item: String, reason: String| p.push(Problem { item, reason });
         let mut dup = Vec::new();
-        let orgs: HashMap<&str, &Organisation> =
-            self.organisations.iter().map(|o| (o.id.as_str(), o)).collect();
+        let orgs: HashMap<&str, &Organisation> = self
+            .organisations
+            .iter()
+            .map(|o| (o.id.as_str(), o))
+            .collect();
         unique(
             "organisation",
             self.organisations.iter().map(|o| o.id.as_str()),
             &mut dup,
         );
-        let grappes = unique("grappe", self.grappes.iter().map(|g| g.id.as_str()), &mut dup);
+        let grappes = unique(
+            "grappe",
+            self.grappes.iter().map(|g| g.id.as_str()),
+            &mut dup,
+        );
         unique("site", self.sites.iter().map(|s| s.uai.as_str()), &mut dup);
         unique(
             "cart",
@@ -390,15 +401,26 @@ impl Dataset {
                 .flat_map(|s| s.carts.iter().map(|c| c.id.as_str())),
             &mut dup,
         );
-        let holders = unique("contract holder", self.holders.iter().map(|h| h.id.as_str()), &mut dup);
-        let contracts: HashMap<&str, &Contract> =
-            self.contracts.iter().map(|c| (c.reference.as_str(), c)).collect();
+        let holders = unique(
+            "contract holder",
+            self.holders.iter().map(|h| h.id.as_str()),
+            &mut dup,
+        );
+        let contracts: HashMap<&str, &Contract> = self
+            .contracts
+            .iter()
+            .map(|c| (c.reference.as_str(), c))
+            .collect();
         unique(
             "contract",
             self.contracts.iter().map(|c| c.reference.as_str()),
             &mut dup,
         );
-        unique("order", self.orders.iter().map(|o| o.reference.as_str()), &mut dup);
+        unique(
+            "order",
+            self.orders.iter().map(|o| o.reference.as_str()),
+            &mut dup,
+        );
 
         let is_coordinator =
             |id: &str| orgs.get(id).is_some_and(|o| o.role == OrgRole::Coordinator);
@@ -418,14 +440,20 @@ impl Dataset {
             if let (Some(siren), Some(siret)) = (&o.siren, &o.siret)
                 && siret.siren() != *siren
             {
-                problem(item, format!("SIRET {siret} is not an establishment of SIREN {siren}"));
+                problem(
+                    item,
+                    format!("SIRET {siret} is not an establishment of SIREN {siren}"),
+                );
             }
         }
 
         for s in &self.sites {
             let item = format!("site {}", s.uai);
             if !orgs.contains_key(s.owner.as_str()) {
-                problem(item.clone(), format!("owner {:?} is not an organisation", s.owner));
+                problem(
+                    item.clone(),
+                    format!("owner {:?} is not an organisation", s.owner),
+                );
             }
             if let Some(g) = &s.grappe
                 && !grappes.contains(g.as_str())
@@ -470,7 +498,10 @@ impl Dataset {
             if let Some(url) = &h.webhook_url
                 && !(url.starts_with("https://") || url.starts_with("http://"))
             {
-                problem(item, format!("webhook URL {url:?} must start with https://"));
+                problem(
+                    item,
+                    format!("webhook URL {url:?} must start with https://"),
+                );
             }
         }
 
@@ -517,7 +548,10 @@ impl Dataset {
                         ),
                     );
                 }
-                if l.warranty.battery_months.is_some_and(|b| b > l.warranty.months) {
+                if l.warranty
+                    .battery_months
+                    .is_some_and(|b| b > l.warranty.months)
+                {
                     problem(item, "battery warranty is longer than the main one".into());
                 }
             }
@@ -526,7 +560,10 @@ impl Dataset {
         for o in &self.orders {
             let item = format!("order {}", o.reference);
             match orgs.get(o.member.as_str()) {
-                None => problem(item.clone(), format!("member {:?} is not an organisation", o.member)),
+                None => problem(
+                    item.clone(),
+                    format!("member {:?} is not an organisation", o.member),
+                ),
                 Some(member) => {
                     if let Some(c) = contracts.get(o.contract.as_str())
                         && member.id != c.coordinator
@@ -543,7 +580,10 @@ impl Dataset {
                 }
             }
             match contracts.get(o.contract.as_str()) {
-                None => problem(item.clone(), format!("contract {:?} is not defined", o.contract)),
+                None => problem(
+                    item.clone(),
+                    format!("contract {:?} is not defined", o.contract),
+                ),
                 Some(c) => {
                     if !c.lots.iter().any(|l| l.number == o.lot) {
                         problem(
@@ -596,7 +636,9 @@ impl Dataset {
             if funded > total {
                 problem(
                     item,
-                    format!("funding {funded} cents exceeds the order's total {total} cents incl. VAT"),
+                    format!(
+                        "funding {funded} cents exceeds the order's total {total} cents incl. VAT"
+                    ),
                 );
             }
         }
@@ -672,7 +714,10 @@ funding = [{ source = "Département", amount_cents = 240000 }]
         let d = parse_dataset(MINIMAL).unwrap();
         assert_eq!(d.sites[0].departement(), "57");
         assert_eq!(d.orders[0].total_incl_vat_cents(), 240_000);
-        assert_eq!(d.contracts[0].lots[0].sla.terms().gti, Some(SlaDuration::BusinessHours(4)));
+        assert_eq!(
+            d.contracts[0].lots[0].sla.terms().gti,
+            Some(SlaDuration::BusinessHours(4))
+        );
         assert_eq!(d.orders[0].lines[0].vat_rate_bp(), Some(2000));
     }
 
@@ -680,10 +725,16 @@ funding = [{ source = "Département", amount_cents = 240000 }]
     fn identifiers_are_checked_while_reading() {
         for (from, to, expect) in [
             ("0570001S", "0570001A", "UAI check letter is wrong"),
-            ("55210055400013", "55210055400014", "SIRET checksum is wrong"),
+            (
+                "55210055400013",
+                "55210055400014",
+                "SIRET checksum is wrong",
+            ),
             ("\"2d\"", "\"2 jours ouvrables\"", "unknown unit"),
         ] {
-            let err = parse_dataset(&MINIMAL.replace(from, to)).unwrap_err().to_string();
+            let err = parse_dataset(&MINIMAL.replace(from, to))
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(expect), "{from} → {to}: {err}");
         }
     }

@@ -576,7 +576,11 @@ impl ImportReport {
 
 impl fmt::Display for ImportReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let verb = if self.dry_run { "would store" } else { "stored" };
+        let verb = if self.dry_run {
+            "would store"
+        } else {
+            "stored"
+        };
         write!(
             f,
             "{} rows read: {verb} {} new, {} updated, {} unchanged, {} refused",
@@ -702,7 +706,13 @@ S7,,BC-1,1,0570001S,2024-09-02,,\n";
     fn date_and_lot_forms() {
         assert_eq!(parse_date("2024-02-29"), Some(d(2024, 2, 29)));
         assert_eq!(parse_date("29/02/2024"), Some(d(2024, 2, 29)));
-        for bad in ["2023-02-29", "2024-9-2", "2/9/2024", "02-09-2024", "tomorrow"] {
+        for bad in [
+            "2023-02-29",
+            "2024-9-2",
+            "2/9/2024",
+            "02-09-2024",
+            "tomorrow",
+        ] {
             assert_eq!(parse_date(bad), None, "{bad}");
         }
         assert_eq!(parse_lot("2"), Some(2));
@@ -770,11 +780,13 @@ S7,,BC-1,1,0570001S,2024-09-02,,\n";
         let p = parse("S1,M,BC-1,1,0570001S,2024-09-02,2024-09-10,\n");
         let first = plan_import(&p.lines, &refs());
         let mut r = refs();
-        r.existing
-            .insert("S1".into(), first.insert[0].clone());
+        r.existing.insert("S1".into(), first.insert[0].clone());
         // Same line again: unchanged.
         let again = plan_import(&p.lines, &r);
-        assert_eq!((again.insert.len(), again.update.len(), again.unchanged), (0, 0, 1));
+        assert_eq!(
+            (again.insert.len(), again.update.len(), again.unchanged),
+            (0, 0, 1)
+        );
         // Without the acceptance date: the stored one is kept.
         let p2 = parse("S1,M,BC-1,1,0570001S,2024-09-02,,\n");
         assert_eq!(plan_import(&p2.lines, &r).unchanged, 1);
@@ -786,7 +798,10 @@ S7,,BC-1,1,0570001S,2024-09-02,,\n";
         // Under another order: refused.
         r.existing.get_mut("S1").unwrap().order_reference = "BC-0".into();
         let other = plan_import(&p.lines, &r);
-        assert_eq!(other.errors[0].problem.code(), "delivered_under_other_order");
+        assert_eq!(
+            other.errors[0].problem.code(),
+            "delivered_under_other_order"
+        );
     }
 
     #[test]

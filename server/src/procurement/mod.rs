@@ -97,9 +97,8 @@ fn last_sunday(year: i32, month: u32) -> NaiveDate {
 /// midnight the UTC date would be a day off.
 pub fn today_in_france(now: DateTime<Utc>) -> NaiveDate {
     let year = now.year();
-    let at_one = |d: NaiveDate| {
-        Utc.from_utc_datetime(&d.and_hms_opt(1, 0, 0).expect("01:00 exists"))
-    };
+    let at_one =
+        |d: NaiveDate| Utc.from_utc_datetime(&d.and_hms_opt(1, 0, 0).expect("01:00 exists"));
     let summer = now >= at_one(last_sunday(year, 3)) && now < at_one(last_sunday(year, 10));
     let offset = chrono::TimeDelta::hours(if summer { 2 } else { 1 });
     (now + offset).date_naive()
@@ -133,7 +132,13 @@ mod tests {
     #[test]
     fn the_demo_dataset_and_deliveries_are_valid() {
         let d = parse_dataset(DEMO_DATASET).unwrap_or_else(|e| panic!("{e}"));
-        assert!(d.organisations.iter().filter(|o| o.role == dataset::OrgRole::Member).count() >= 3);
+        assert!(
+            d.organisations
+                .iter()
+                .filter(|o| o.role == dataset::OrgRole::Member)
+                .count()
+                >= 3
+        );
         assert_eq!(d.sites.len(), 6);
         assert!(d.sites.iter().any(|s| s.departement() == "57"));
         let carts: usize = d.sites.iter().map(|s| s.carts.len()).sum();

@@ -5,5 +5,6 @@ mod crash;
 mod demo;
 mod ingest;
 mod pipeline;
+mod procurement;
 mod store;
 mod support;
