@@ -42,9 +42,9 @@ async fn open_store(cfg: &ServerConfig) -> anyhow::Result<Store> {
             )
         })?;
     }
-    Ok(Store::connect(&cfg.database_url())
+    Store::connect(&cfg.database_url())
         .await
-        .context("opening the database")?)
+        .context("opening the database")
 }
 
 fn read(file: &Path) -> anyhow::Result<String> {

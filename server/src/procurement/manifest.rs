@@ -194,7 +194,7 @@ pub struct ParsedManifest {
     pub errors: Vec<RowError>,
 }
 
-fn cell<'a>(record: &'a csv::StringRecord, col: Option<usize>) -> Option<&'a str> {
+fn cell(record: &csv::StringRecord, col: Option<usize>) -> Option<&str> {
     col.and_then(|i| record.get(i)).filter(|s| !s.is_empty())
 }
 
