@@ -1,5 +1,6 @@
-//! HTTP routes for procurement: importing delivery manifests, and reading lots, carts,
-//! warranties and the reconciliation of deliveries with reporting devices. `http`
+//! HTTP routes for procurement: importing delivery manifests, and reading lots, orders,
+//! schools, carts, warranties and the reconciliation of deliveries with reporting
+//! devices. `http`
 //! merges [`routes`] into the server's router.
 //!
 //! Handlers only wire: the checks are `crate::procurement`'s, the SQL the store's, and
@@ -21,7 +22,7 @@ use crate::ingest::Ingest;
 use crate::procurement::{
     DeviceWarranty, ImportReport, device_warranty, parse_manifest, today_in_france,
 };
-use crate::store::{CartRow, LotRow, Reconciliation};
+use crate::store::{CartRow, LotRow, OrderRow, Reconciliation, SiteRow};
 
 /// Manifests of a few hundred thousand lines fit; axum's 2 MB default does not.
 const MAX_MANIFEST_BYTES: usize = 64 << 20;
@@ -37,6 +38,8 @@ pub fn routes() -> Router<Arc<Ingest>> {
         .route("/api/v1/warranties", get(warranties))
         .route("/api/v1/lots", get(lots))
         .route("/api/v1/carts", get(carts))
+        .route("/api/v1/orders", get(orders))
+        .route("/api/v1/sites", get(sites))
 }
 
 #[derive(Debug, Deserialize)]
@@ -120,4 +123,12 @@ async fn lots(State(ingest): State<Arc<Ingest>>) -> Result<Json<Vec<LotRow>>, Ap
 
 async fn carts(State(ingest): State<Arc<Ingest>>) -> Result<Json<Vec<CartRow>>, ApiError> {
     Ok(Json(ingest.store.carts().await?))
+}
+
+async fn orders(State(ingest): State<Arc<Ingest>>) -> Result<Json<Vec<OrderRow>>, ApiError> {
+    Ok(Json(ingest.store.orders().await?))
+}
+
+async fn sites(State(ingest): State<Arc<Ingest>>) -> Result<Json<Vec<SiteRow>>, ApiError> {
+    Ok(Json(ingest.store.sites().await?))
 }

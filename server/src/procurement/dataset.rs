@@ -268,10 +268,19 @@ impl OrderLine {
 
     /// Line total including VAT, in cents, rounded half up.
     pub fn total_incl_vat_cents(&self) -> i64 {
-        let excl = i64::from(self.quantity) * self.unit_price_cents;
-        let bp = self.vat_rate_bp().unwrap_or(0);
-        excl + (excl * bp + 5_000) / 10_000
+        line_total_incl_vat_cents(
+            i64::from(self.quantity),
+            self.unit_price_cents,
+            self.vat_rate_bp().unwrap_or(0),
+        )
     }
+}
+
+/// `quantity × unit price` plus VAT at `vat_rate_bp` basis points, in cents, the VAT
+/// rounded half up (amounts are never negative).
+pub fn line_total_incl_vat_cents(quantity: i64, unit_price_cents: i64, vat_rate_bp: i64) -> i64 {
+    let excl = quantity * unit_price_cents;
+    excl + (excl * vat_rate_bp + 5_000) / 10_000
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -20,8 +20,8 @@ use sqlx::{AnyPool, Row as _};
 
 pub use batch::{BatchOutcome, Item, Quarantined};
 pub use procurement::{
-    CartDevice, CartRow, DatasetCounts, DemoDataError, LotRow, NeverSeen, Reconciliation,
-    UnmatchedDevice, load_demo_dataset,
+    CartDevice, CartRow, DatasetCounts, DemoDataError, FundingRow, LotRow, NeverSeen, OrderLineRow,
+    OrderRow, Reconciliation, SiteRow, UnmatchedDevice, load_demo_dataset,
 };
 pub use query::{Counts, DeviceRow, HealthPoint, HourlyPoint, InventoryChangeRow, QuarantineRow};
 

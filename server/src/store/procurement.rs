@@ -59,6 +59,60 @@ pub struct LotRow {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrderLineRow {
+    pub model: String,
+    pub quantity: i64,
+    pub unit_price_cents: i64,
+    /// 2000 = 20 %.
+    pub vat_rate_bp: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FundingRow {
+    pub source: String,
+    pub amount_cents: i64,
+}
+
+/// A purchase order with its lines, funding, totals (cents) and delivered count.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrderRow {
+    pub reference: String,
+    pub member_id: String,
+    pub member: String,
+    pub contract: String,
+    pub lot: u32,
+    pub ordered_on: NaiveDate,
+    pub lines: Vec<OrderLineRow>,
+    pub funding: Vec<FundingRow>,
+    pub total_excl_vat_cents: i64,
+    pub total_incl_vat_cents: i64,
+    pub funded_cents: i64,
+    /// Serials delivered under it.
+    pub delivered: i64,
+}
+
+/// A school with its place in the organisation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SiteRow {
+    pub uai: String,
+    pub name: String,
+    pub kind: String,
+    pub owner_id: String,
+    pub owner: String,
+    /// Decides the holiday calendar.
+    pub departement: String,
+    pub grappe_id: Option<String>,
+    pub grappe: Option<String>,
+    pub street: String,
+    pub postcode: String,
+    pub city: String,
+    pub classrooms: Vec<String>,
+    pub delivered: i64,
+    /// Delivered serials some device reports.
+    pub reporting: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CartDevice {
     pub serial: String,
     pub model: String,
@@ -208,11 +262,21 @@ fn to_i64(v: u64) -> i64 {
 }
 
 impl Store {
+    /// A transaction that will write after reading. On SQLite it takes the write lock
+    /// at once: a deferred transaction that reads, then finds the ingest writer has
+    /// committed meanwhile, fails with SQLITE_BUSY whatever the busy timeout.
+    async fn begin_write(&self) -> Result<Transaction<'static, Any>, StoreError> {
+        Ok(match self.engine {
+            super::Engine::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            super::Engine::Postgres => self.pool.begin().await?,
+        })
+    }
+
     /// Creates or updates everything the dataset describes, in one transaction.
     /// Idempotent. Nothing absent from the dataset is deleted (deliveries may refer to
     /// it), except an order's lines and funding, which are replaced as a whole.
     pub async fn load_dataset(&self, d: &dataset::Dataset) -> Result<DatasetCounts, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let mut counts = DatasetCounts::default();
         // Coordinators first: members refer to them.
         let mut orgs: Vec<&dataset::Organisation> = d.organisations.iter().collect();
@@ -393,7 +457,7 @@ impl Store {
         contract: &str,
         lot: &dataset::Lot,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         upsert_lot(&mut tx, contract, lot).await?;
         tx.commit().await?;
         Ok(())
@@ -411,7 +475,11 @@ impl Store {
         now: DateTime<Utc>,
         progress: &(dyn Fn(u64, u64) + Sync),
     ) -> Result<ImportReport, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = if dry_run {
+            self.pool.begin().await?
+        } else {
+            self.begin_write().await?
+        };
         let serials: Vec<&str> = parsed.lines.iter().map(|l| l.serial.as_str()).collect();
         let refs = load_references(&mut tx, &serials).await?;
         let plan = plan_import(&parsed.lines, &refs);
@@ -549,6 +617,135 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// Purchase orders by reference.
+    pub async fn orders(&self) -> Result<Vec<OrderRow>, StoreError> {
+        let mut orders: Vec<OrderRow> = Vec::new();
+        for r in sqlx::query(
+            "SELECT o.reference, o.member_id, m.name, o.contract_ref, o.lot_number, o.ordered_on, \
+             (SELECT COUNT(*) FROM deliveries l WHERE l.order_ref = o.reference) \
+             FROM orders o JOIN organisations m ON m.id = o.member_id ORDER BY o.reference",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        {
+            let reference: String = r.try_get(0)?;
+            let what = format!("order {reference}");
+            let ordered_on: String = r.try_get(5)?;
+            orders.push(OrderRow {
+                member_id: r.try_get(1)?,
+                member: r.try_get(2)?,
+                contract: r.try_get(3)?,
+                lot: lot_number(&what, r.try_get(4)?)?,
+                ordered_on: parse_day(&what, &ordered_on)?,
+                lines: Vec::new(),
+                funding: Vec::new(),
+                total_excl_vat_cents: 0,
+                total_incl_vat_cents: 0,
+                funded_cents: 0,
+                delivered: r.try_get(6)?,
+                reference,
+            });
+        }
+        let index: HashMap<String, usize> = orders
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (o.reference.clone(), i))
+            .collect();
+        for r in sqlx::query(
+            "SELECT order_ref, model, quantity, unit_price_cents, vat_rate_bp FROM order_lines \
+             ORDER BY order_ref, line_no",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        {
+            let order: String = r.try_get(0)?;
+            let Some(&i) = index.get(&order) else {
+                continue;
+            };
+            let line = OrderLineRow {
+                model: r.try_get(1)?,
+                quantity: r.try_get(2)?,
+                unit_price_cents: r.try_get(3)?,
+                vat_rate_bp: r.try_get(4)?,
+            };
+            let o = &mut orders[i];
+            o.total_excl_vat_cents += line.quantity * line.unit_price_cents;
+            o.total_incl_vat_cents += dataset::line_total_incl_vat_cents(
+                line.quantity,
+                line.unit_price_cents,
+                line.vat_rate_bp,
+            );
+            o.lines.push(line);
+        }
+        for r in sqlx::query(
+            "SELECT order_ref, source, amount_cents FROM funding_lines ORDER BY order_ref, line_no",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        {
+            let order: String = r.try_get(0)?;
+            let Some(&i) = index.get(&order) else {
+                continue;
+            };
+            let f = FundingRow {
+                source: r.try_get(1)?,
+                amount_cents: r.try_get(2)?,
+            };
+            orders[i].funded_cents += f.amount_cents;
+            orders[i].funding.push(f);
+        }
+        Ok(orders)
+    }
+
+    /// Schools by UAI.
+    pub async fn sites(&self) -> Result<Vec<SiteRow>, StoreError> {
+        let mut sites: Vec<SiteRow> = Vec::new();
+        for r in sqlx::query(
+            "SELECT s.uai, s.name, s.kind, s.owner_id, o.name, s.departement, s.grappe_id, g.name, \
+             s.street, s.postcode, s.city, \
+             (SELECT COUNT(*) FROM deliveries l WHERE l.site_uai = s.uai), \
+             (SELECT COUNT(*) FROM deliveries l JOIN devices d ON d.serial = l.serial \
+              WHERE l.site_uai = s.uai) \
+             FROM sites s JOIN organisations o ON o.id = s.owner_id \
+             LEFT JOIN grappes g ON g.id = s.grappe_id ORDER BY s.uai",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        {
+            sites.push(SiteRow {
+                uai: r.try_get(0)?,
+                name: r.try_get(1)?,
+                kind: r.try_get(2)?,
+                owner_id: r.try_get(3)?,
+                owner: r.try_get(4)?,
+                departement: r.try_get(5)?,
+                grappe_id: r.try_get(6)?,
+                grappe: r.try_get(7)?,
+                street: r.try_get(8)?,
+                postcode: r.try_get(9)?,
+                city: r.try_get(10)?,
+                classrooms: Vec::new(),
+                delivered: r.try_get(11)?,
+                reporting: r.try_get(12)?,
+            });
+        }
+        let index: HashMap<String, usize> = sites
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.uai.clone(), i))
+            .collect();
+        for r in sqlx::query("SELECT site_uai, name FROM classrooms ORDER BY site_uai, name")
+            .fetch_all(&self.pool)
+            .await?
+        {
+            let uai: String = r.try_get(0)?;
+            if let Some(&i) = index.get(&uai) {
+                sites[i].classrooms.push(r.try_get(1)?);
+            }
+        }
+        Ok(sites)
     }
 
     /// Mobile carts, by id, with their devices (by serial).

@@ -107,6 +107,27 @@ async fn the_demo_dataset_loads_and_validates(store: Store) {
     assert_eq!((lots[0].orders, lots[0].delivered), (3, 9));
     assert_eq!((lots[1].orders, lots[1].delivered), (3, 24));
 
+    let orders = store.orders().await.unwrap();
+    assert_eq!(orders.len(), 6);
+    let o = &orders[0];
+    assert_eq!(
+        (o.reference.as_str(), o.lot, o.lines.len()),
+        ("BC-2024-001", 2, 2)
+    );
+    assert_eq!(o.member, "Commune de Valbois");
+    assert_eq!(o.total_excl_vat_cents, 11 * 89_000 + 120_000);
+    assert_eq!(o.total_incl_vat_cents, 1_318_800);
+    assert_eq!(
+        (o.funded_cents, o.funding.len(), o.delivered),
+        (660_000, 1, 11)
+    );
+    let sites = store.sites().await.unwrap();
+    let moselle = sites.iter().find(|s| s.uai == "0570301T").unwrap();
+    assert_eq!(moselle.departement, "57");
+    assert_eq!(moselle.grappe_id.as_deref(), Some("grappe-frontiere"));
+    assert_eq!(moselle.classrooms, vec!["CM1", "CM2"]);
+    assert_eq!((moselle.delivered, moselle.reporting), (15, 0));
+
     // The demo loader is idempotent too.
     let demo = parc_server::store::load_demo_dataset(&store).await.unwrap();
     assert_eq!((demo.stored, demo.unchanged), (0, 33));
@@ -298,6 +319,37 @@ async fn warranties_follow_the_lots_terms(store: Store) {
     assert_eq!(b.warranty.battery_status, WarrantyStatus::InWarranty);
 }
 
+/// An import while the ingest writer commits batches: neither fails (on SQLite the
+/// import takes the write lock up front rather than upgrading a read).
+async fn an_import_runs_beside_the_ingest_writer(store: Store) {
+    load_dataset(&store).await;
+    let mut dev = TestDevice::new("d-busy", 3);
+    crate::support::register(&store, std::slice::from_ref(&dev)).await;
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let long_ago = Utc::now() - chrono::Duration::days(365);
+            for _ in 0..40 {
+                let m = dev.health(80.0);
+                store
+                    .write_batch(&[Item::Accepted(Box::new(m))], Utc::now(), long_ago)
+                    .await
+                    .unwrap();
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let mut text = Vec::new();
+    gen_manifest::write_manifest(&mut text, 3_000, 10).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    for _ in 0..3 {
+        let r = import(&store, &text).await;
+        assert_eq!(r.errors.len(), 10);
+    }
+    writer.await.unwrap();
+    assert_eq!(store.counts().await.unwrap().health_samples, 40);
+}
+
 /// The acceptance run: `parc-server import deliveries` on a generated 10,000-line
 /// manifest with 20 bad lines, twice.
 async fn the_cli_imports_ten_thousand_lines(url: String) {
@@ -484,4 +536,5 @@ on_both_engines!(
     devices_match_deliveries_and_the_rest_is_reconciled,
     warranties_follow_the_lots_terms,
     the_http_routes_import_and_report,
+    an_import_runs_beside_the_ingest_writer,
 );
