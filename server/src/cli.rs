@@ -79,6 +79,11 @@ pub enum Command {
     },
     /// Check the configuration and report the first problem with its key.
     ValidateConfig,
+    /// Import procurement data (dataset, delivery manifests) into the database.
+    Import {
+        #[command(subcommand)]
+        what: crate::procurement_cli::ImportCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -236,6 +241,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         | Command::PrintMosquittoPasswd) => {
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(admin(cli.config.as_deref(), command))?;
+        }
+        Command::Import { what } => {
+            return crate::procurement_cli::run(what, cli.config.as_deref());
         }
         Command::PrintMosquittoAcl { server_user } => print!("{}", mosquitto_acl(&server_user)),
         Command::Run => {

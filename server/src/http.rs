@@ -77,6 +77,7 @@ pub fn router(ingest: Arc<Ingest>) -> Router {
         .route("/api/v1/devices/{id}/inventory", get(inventory))
         .route("/api/v1/devices/{id}/changes", get(changes))
         .route("/api/v1/quarantine", get(quarantine))
+        .merge(crate::http_procurement::routes())
         .with_state(ingest)
 }
 

@@ -67,6 +67,9 @@ pub async fn run(
             .await
             .context("registering the simulated devices")?;
     }
+    crate::store::load_demo_dataset(&store)
+        .await
+        .context("loading the demo's contracts, schools and deliveries")?;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -94,6 +97,8 @@ pub async fn run(
     );
     println!("  What the server stored: http://{http_addr}/api/v1/summary");
     println!("  Devices:                http://{http_addr}/api/v1/devices");
+    println!("  Reconciliation:         http://{http_addr}/api/v1/reconciliation");
+    println!("  Warranties:             http://{http_addr}/api/v1/warranties");
     println!("  Metrics:                http://{http_addr}/metrics");
     println!(
         "  {} simulated devices report every {:?}; one impostor tries to write as device 0.",

@@ -9,6 +9,7 @@
 
 mod batch;
 mod enrol;
+mod procurement;
 mod query;
 
 use std::time::Duration;
@@ -20,6 +21,10 @@ use sqlx::{AnyPool, Row as _};
 
 pub use batch::{BatchOutcome, Item, Quarantined};
 pub use enrol::{Enrolled, EnrolmentRefused, EnrolmentRequest, NewTokenRecord, TokenRow};
+pub use procurement::{
+    CartDevice, CartRow, DatasetCounts, DemoDataError, FundingRow, LotRow, NeverSeen, OrderLineRow,
+    OrderRow, Reconciliation, SiteRow, UnmatchedDevice, load_demo_dataset,
+};
 pub use query::{Counts, DeviceRow, HealthPoint, HourlyPoint, InventoryChangeRow, QuarantineRow};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");

@@ -6,5 +6,6 @@ mod demo;
 mod enrol;
 mod ingest;
 mod pipeline;
+mod procurement;
 mod store;
 mod support;
