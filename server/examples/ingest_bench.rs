@@ -1040,24 +1040,28 @@ async fn main() -> Result<()> {
             .await
             .with_context(|| format!("round {round}: baseline"))?;
         eprintln!(
-            "round {round}: baseline {:.0} msg/s (mosquitto CPU {:.0}%, bench CPU {:.0}%)",
-            b.rate, b.mosquitto_cpu, b.bench_cpu
+            "round {round}: baseline {:.0} msg/s; CPU % of one core: mosquitto {:.0}, \
+             bench {:.0}, machine {:.0}",
+            b.rate, b.mosquitto_cpu, b.bench_cpu, b.machine_cpu
         );
         for &engine in &engines {
             let r = ingest(engine, &mosquitto, &w, &args, &server_bin, t).await;
             match &r {
                 Ok(i) => eprintln!(
-                    "round {round}: {} ingest {:.0} msg/s, ratio {:.2}; server CPU {:.0}%, \
-                     peak RSS {:.1} MiB (VmHWM {:.1}); mosquitto CPU {:.0}%, bench CPU {:.0}%; \
-                     mean batch {:.0}, mean commit {:.1} ms, duplicates {}; stored == {} OK",
+                    "round {round}: {} ingest {:.0} msg/s, ratio {:.2}; peak RSS {:.1} MiB \
+                     (VmHWM {:.1}); CPU % of one core: server {:.0}, postgres {:.0}, \
+                     mosquitto {:.0}, bench {:.0}, machine {:.0}; mean batch {:.0}, \
+                     mean commit {:.1} ms, duplicates {}; stored == {} OK",
                     engine.name(),
                     i.rate,
                     i.rate / b.rate,
-                    i.server_cpu,
                     i.peak_rss_mib,
                     i.hwm_mib,
+                    i.server_cpu,
+                    i.postgres_cpu,
                     i.mosquitto_cpu,
                     i.bench_cpu,
+                    i.machine_cpu,
                     i.mean_batch,
                     i.mean_commit_ms,
                     i.duplicates,
@@ -1090,9 +1094,9 @@ async fn main() -> Result<()> {
         load_after
     );
     println!(
-        "| engine | baseline msg/s | server ingest msg/s | ratio | server CPU % | server peak RSS MiB |"
+        "| engine | baseline msg/s | server ingest msg/s | ratio | server CPU % | server peak RSS MiB | postgres CPU % | machine CPU % |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     let base = median(baselines.iter().map(|b| b.rate).collect());
     let mut failed = false;
     for &engine in &engines {
@@ -1104,7 +1108,10 @@ async fn main() -> Result<()> {
         let failures = args.rounds - ok.len();
         failed |= failures > 0;
         if ok.is_empty() {
-            println!("| {} | {base:.0} | failed | – | – | – |", engine.name());
+            println!(
+                "| {} | {base:.0} | failed | – | – | – | – | – |",
+                engine.name()
+            );
             continue;
         }
         let ratio = median(
@@ -1113,11 +1120,13 @@ async fn main() -> Result<()> {
                 .collect(),
         );
         println!(
-            "| {} | {base:.0} | {:.0} | {ratio:.2} | {:.0} | {:.1} |{}",
+            "| {} | {base:.0} | {:.0} | {ratio:.2} | {:.0} | {:.1} | {:.0} | {:.0} |{}",
             engine.name(),
             median(ok.iter().map(|(_, i)| i.rate).collect()),
             median(ok.iter().map(|(_, i)| i.server_cpu).collect()),
             median(ok.iter().map(|(_, i)| i.peak_rss_mib).collect()),
+            median(ok.iter().map(|(_, i)| i.postgres_cpu).collect()),
+            median(ok.iter().map(|(_, i)| i.machine_cpu).collect()),
             if failures > 0 {
                 format!(" ({failures} round(s) failed)")
             } else {
@@ -1126,7 +1135,10 @@ async fn main() -> Result<()> {
         );
     }
     println!(
-        "\nratio: median over rounds of (ingest rate / that round's baseline); CPU % of one core."
+        "\nratio: median over rounds of (ingest rate / that round's baseline). CPU %: of one \
+         core, during phase B; postgres = all `postgres` processes; machine = every process \
+         (at most {:.0}).",
+        t.cores * 100.0
     );
     ensure!(!failed, "some rounds failed (see above)");
     Ok(())
