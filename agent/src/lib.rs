@@ -4,3 +4,5 @@
 pub mod cli;
 pub mod collect;
 pub mod config;
+pub mod spool;
+pub mod state;

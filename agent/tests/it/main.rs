@@ -2,3 +2,4 @@
 
 mod collect;
 mod config;
+mod spool;
