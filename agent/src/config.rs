@@ -73,6 +73,9 @@ pub struct MqttSection {
     pub inflight: u16,
     #[serde(default = "default_keep_alive")]
     pub keep_alive_seconds: u32,
+    /// Ceiling of the reconnection backoff (1 s doubling, with full jitter).
+    #[serde(default = "default_reconnect_max")]
+    pub reconnect_max_seconds: u32,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,6 +97,9 @@ fn default_inflight() -> u16 {
 }
 fn default_keep_alive() -> u32 {
     60
+}
+fn default_reconnect_max() -> u32 {
+    300
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

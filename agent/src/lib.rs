@@ -4,5 +4,7 @@
 pub mod cli;
 pub mod collect;
 pub mod config;
+pub mod outbox;
 pub mod spool;
 pub mod state;
+pub mod uplink;
