@@ -284,8 +284,8 @@ enum Ev {
 }
 
 enum Conn {
-    V4(rumqttc::AsyncClient, rumqttc::EventLoop),
-    V5(rumqttc::v5::AsyncClient, rumqttc::v5::EventLoop),
+    V4(rumqttc::AsyncClient, Box<rumqttc::EventLoop>),
+    V5(rumqttc::v5::AsyncClient, Box<rumqttc::v5::EventLoop>),
 }
 
 struct Will {
@@ -326,7 +326,7 @@ impl Conn {
                     ));
                 }
                 let (c, e) = rumqttc::AsyncClient::new(o, cap);
-                Conn::V4(c, e)
+                Conn::V4(c, Box::new(e))
             }
             MqttProtocol::V5 => {
                 let mut o = rumqttc::v5::MqttOptions::new(&s.client_id, &s.host, s.port);
@@ -350,7 +350,7 @@ impl Conn {
                     ));
                 }
                 let (c, e) = rumqttc::v5::AsyncClient::new(o, cap);
-                Conn::V5(c, e)
+                Conn::V5(c, Box::new(e))
             }
         }
     }
