@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::broker::{BrokerError, EmbeddedBroker};
+use crate::broker::{AuthRequest, BrokerError, EmbeddedBroker};
 use crate::config::ServerConfig;
 use crate::ingest::{BrokerUrl, ExternalMqtt, Ingest, IngestError, IngestOptions};
 use crate::metrics::Metrics;
@@ -38,6 +38,7 @@ enum Source {
     Embedded {
         broker: EmbeddedBroker,
         link: (rumqttd::local::LinkTx, rumqttd::local::LinkRx),
+        logins: Option<tokio::sync::mpsc::Receiver<AuthRequest>>,
     },
     External(ExternalMqtt),
 }
@@ -62,10 +63,20 @@ impl Prepared {
         }
         let source = match &config.mqtt.url {
             None => {
+                let (auth, logins) = if config.mqtt.allow_anonymous {
+                    (None, None)
+                } else {
+                    let (tx, rx) = tokio::sync::mpsc::channel(1024);
+                    (Some(tx), Some(rx))
+                };
                 let broker =
-                    EmbeddedBroker::new(config.mqtt.listen, config.mqtt.max_payload_bytes)?;
+                    EmbeddedBroker::new(config.mqtt.listen, config.mqtt.max_payload_bytes, auth)?;
                 let link = broker.link("parc-server")?;
-                Source::Embedded { broker, link }
+                Source::Embedded {
+                    broker,
+                    link,
+                    logins,
+                }
             }
             Some(url) => Source::External(ExternalMqtt {
                 url: BrokerUrl::parse(url).map_err(ServerError::BrokerUrl)?,
@@ -110,7 +121,14 @@ impl Prepared {
         let (trigger, signal) = shutdown::channel();
         let ingest = self.ingest.clone();
         let ingest_task = match self.source {
-            Source::Embedded { broker, link } => {
+            Source::Embedded {
+                broker,
+                link,
+                logins,
+            } => {
+                if let Some(logins) = logins {
+                    tokio::spawn(answer_logins(ingest.clone(), logins, signal.clone()));
+                }
                 let _thread = broker.start();
                 tokio::spawn(crate::ingest::run_embedded(
                     ingest.clone(),
@@ -158,6 +176,41 @@ impl Prepared {
         }
         ingest.store.close().await;
         Ok(())
+    }
+}
+
+/// Answers the embedded broker's login checks: a device logs in with its id as user
+/// name and the broker password issued at enrolment.
+async fn answer_logins(
+    ingest: Arc<Ingest>,
+    mut logins: tokio::sync::mpsc::Receiver<AuthRequest>,
+    shutdown: Shutdown,
+) {
+    let stop = shutdown.wait();
+    tokio::pin!(stop);
+    loop {
+        let (client_id, user, password, answer) = tokio::select! {
+            () = &mut stop => return,
+            l = logins.recv() => match l {
+                Some(l) => l,
+                None => return,
+            },
+        };
+        let ok = match ingest
+            .store
+            .check_mqtt_password(&user, &crate::enroll::sha256_hex(&password))
+            .await
+        {
+            Ok(ok) => ok,
+            Err(e) => {
+                tracing::error!(error = %e, "checking a broker login failed; refusing it");
+                false
+            }
+        };
+        if !ok {
+            tracing::warn!(client_id = %client_id.chars().take(64).collect::<String>(), user = %user.chars().take(64).collect::<String>(), "broker login refused");
+        }
+        let _ = answer.send(ok);
     }
 }
 

@@ -25,6 +25,9 @@ pub enum BrokerError {
     Link { client_id: String, message: String },
 }
 
+/// One broker login to check: (client id, user name, password, where to answer).
+pub type AuthRequest = (String, String, String, tokio::sync::oneshot::Sender<bool>);
+
 /// A configured broker whose in-process links can be created before it starts.
 pub struct EmbeddedBroker {
     broker: rumqttd::Broker,
@@ -33,7 +36,15 @@ pub struct EmbeddedBroker {
 impl EmbeddedBroker {
     /// Checks that `listen` is free (rumqttd would only log the failure from its own
     /// thread) and prepares the broker.
-    pub fn new(listen: SocketAddr, max_payload_bytes: usize) -> Result<Self, BrokerError> {
+    ///
+    /// With `auth`, every network client must log in; each login is sent down the
+    /// channel and allowed only if the answer is `true` (rumqttd runs the check on its
+    /// own runtime, so the server answers from its own). Without, anyone may connect.
+    pub fn new(
+        listen: SocketAddr,
+        max_payload_bytes: usize,
+        auth: Option<tokio::sync::mpsc::Sender<AuthRequest>>,
+    ) -> Result<Self, BrokerError> {
         TcpListener::bind(listen).map_err(|source| BrokerError::AddressInUse {
             addr: listen,
             source,
@@ -63,8 +74,25 @@ next_connection_delay_ms = 1
     dynamic_filters = true
 "#
         );
-        let config: rumqttd::Config =
+        let mut config: rumqttd::Config =
             toml::from_str(&toml).map_err(|e| BrokerError::Config(e.to_string()))?;
+        if let Some(auth) = auth {
+            let server = config
+                .v4
+                .as_mut()
+                .and_then(|v4| v4.get_mut("1"))
+                .ok_or_else(|| BrokerError::Config("no v4 listener".into()))?;
+            server.set_auth_handler(move |client_id, user, pass| {
+                let auth = auth.clone();
+                async move {
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    if auth.send((client_id, user, pass, tx)).await.is_err() {
+                        return false;
+                    }
+                    rx.await.unwrap_or(false)
+                }
+            });
+        }
         Ok(Self {
             broker: rumqttd::Broker::new(config),
         })

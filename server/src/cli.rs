@@ -52,6 +52,18 @@ pub enum Command {
     /// Run the server: ingest from the embedded broker (or `mqtt.url`), store in
     /// SQLite (or `database.url`), serve the HTTP API on `http.listen`.
     Run,
+    /// Enrolment tokens, issued per member authority or school.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+    /// Enrolled devices.
+    Device {
+        #[command(subcommand)]
+        action: DeviceAction,
+    },
+    /// Print Mosquitto's password file for the enrolled devices (user name = device id).
+    PrintMosquittoPasswd,
     /// Print the Mosquitto ACL file for Parc (devices limited to their own topics;
     /// the server's account reads device topics and writes commands).
     PrintMosquittoAcl {
@@ -69,6 +81,145 @@ pub enum Command {
     ValidateConfig,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum TokenAction {
+    /// Issue a token and print it once (only its hash is stored).
+    Create {
+        /// Who it is for: "Commune de Sarreguemines", "École Jean Moulin (0570123X)".
+        #[arg(long)]
+        label: String,
+        /// Member authority or school it enrols devices for.
+        #[arg(long)]
+        scope: Option<String>,
+        /// Days until it expires.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        /// How many devices it may enrol (default: no limit).
+        #[arg(long)]
+        max_uses: Option<u32>,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token by its id (`tok_…`).
+    Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeviceAction {
+    /// Stop accepting a device's messages and broker logins.
+    Revoke { device_id: String },
+}
+
+async fn open_store(config: Option<&std::path::Path>) -> anyhow::Result<crate::store::Store> {
+    let cfg = ServerConfig::load(config).context("loading configuration")?;
+    if cfg.database.url.is_none() {
+        std::fs::create_dir_all(&cfg.storage.data_dir).with_context(|| {
+            format!(
+                "creating the data directory {}",
+                cfg.storage.data_dir.display()
+            )
+        })?;
+    }
+    crate::store::Store::connect(&cfg.database_url())
+        .await
+        .context("opening the database")
+}
+
+async fn admin(config: Option<&std::path::Path>, command: Command) -> anyhow::Result<()> {
+    let store = open_store(config).await?;
+    let now = chrono::Utc::now();
+    match command {
+        Command::Token {
+            action:
+                TokenAction::Create {
+                    label,
+                    scope,
+                    days,
+                    max_uses,
+                },
+        } => {
+            anyhow::ensure!(!label.trim().is_empty(), "--label must not be empty");
+            anyhow::ensure!(
+                (1..=3650).contains(&days),
+                "--days must be between 1 and 3650"
+            );
+            let t = crate::enroll::new_token();
+            let expires_at = now + chrono::Duration::days(i64::from(days));
+            store
+                .create_token(
+                    &crate::store::NewTokenRecord {
+                        id: &t.id,
+                        secret_sha256: &t.secret_sha256,
+                        label: label.trim(),
+                        scope: scope.as_deref(),
+                        expires_at,
+                        max_uses: max_uses.map(i64::from),
+                    },
+                    now,
+                )
+                .await?;
+            println!("{}", t.token);
+            eprintln!(
+                "Token {} for {label:?}, valid until {}. It is shown only now: give it to whoever installs the agents (parc-agent enroll --token …).",
+                t.id,
+                expires_at.format("%Y-%m-%d %H:%M UTC")
+            );
+        }
+        Command::Token {
+            action: TokenAction::List,
+        } => {
+            for t in store.tokens().await? {
+                let state = if t.revoked_at.is_some() {
+                    "revoked"
+                } else if t.expires_at <= now {
+                    "expired"
+                } else {
+                    "active"
+                };
+                let uses = match t.max_uses {
+                    Some(m) => format!("{}/{m}", t.uses),
+                    None => t.uses.to_string(),
+                };
+                println!(
+                    "{}\t{state}\tuntil {}\tuses {uses}\t{}{}",
+                    t.id,
+                    t.expires_at.format("%Y-%m-%d"),
+                    t.label,
+                    t.scope.map(|s| format!(" [{s}]")).unwrap_or_default()
+                );
+            }
+        }
+        Command::Token {
+            action: TokenAction::Revoke { id },
+        } => {
+            anyhow::ensure!(
+                store.revoke_token(&id, now).await?,
+                "no active token with id {id}"
+            );
+            println!("token {id} revoked");
+        }
+        Command::Device {
+            action: DeviceAction::Revoke { device_id },
+        } => {
+            let id = parc_protocol::DeviceId::parse(&device_id)
+                .map_err(|e| anyhow::anyhow!("device id: {e}"))?;
+            anyhow::ensure!(
+                store.revoke_device(&id, now).await?,
+                "no enrolled, unrevoked device {id}"
+            );
+            println!("device {id} revoked; servers refuse its messages within 30 s");
+        }
+        Command::PrintMosquittoPasswd => {
+            for line in store.mosquitto_password_lines().await? {
+                println!("{line}");
+            }
+        }
+        _ => unreachable!("only administrative commands reach here"),
+    }
+    store.close().await;
+    Ok(())
+}
+
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::PrintConfig { default: true } => print!("{}", crate::config::DEFAULT_TOML),
@@ -79,6 +230,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::ValidateConfig => {
             ServerConfig::load(cli.config.as_deref()).context("invalid configuration")?;
             println!("configuration is valid");
+        }
+        command @ (Command::Token { .. }
+        | Command::Device { .. }
+        | Command::PrintMosquittoPasswd) => {
+            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            rt.block_on(admin(cli.config.as_deref(), command))?;
         }
         Command::PrintMosquittoAcl { server_user } => print!("{}", mosquitto_acl(&server_user)),
         Command::Run => {

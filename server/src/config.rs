@@ -48,6 +48,8 @@ pub struct HttpSection {
 pub struct MqttSection {
     pub listen: SocketAddr,
     pub max_payload_bytes: usize,
+    /// Embedded broker only: let clients connect without a device login.
+    pub allow_anonymous: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     pub client_id: String,

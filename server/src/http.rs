@@ -18,8 +18,10 @@ use parc_protocol::DeviceId;
 use parc_protocol::enroll::{ApiError as WireError, ApiErrorDetail};
 use serde::Deserialize;
 
+use crate::enroll;
 use crate::ingest::Ingest;
-use crate::store::StoreError;
+use crate::store::{EnrolmentRefused, EnrolmentRequest, StoreError};
+use parc_protocol::enroll::{EnrollRequest, EnrollResponse};
 
 /// Every failure an HTTP handler can return.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +30,12 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("{message}")]
+    Refused {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+    },
     #[error("storage unavailable")]
     Store(#[from] StoreError),
 }
@@ -37,6 +45,7 @@ impl IntoResponse for ApiError {
         let (status, code) = match &self {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Refused { status, code, .. } => (*status, *code),
             ApiError::Store(e) => {
                 tracing::error!(error = %e, "request failed on storage");
                 (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
@@ -57,6 +66,10 @@ pub fn router(ingest: Arc<Ingest>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route(
+            parc_protocol::enroll::ENROLL_PATH,
+            axum::routing::post(enroll),
+        )
         .route("/api/v1/summary", get(summary))
         .route("/api/v1/devices", get(devices))
         .route("/api/v1/devices/{id}/health", get(health))
@@ -65,6 +78,97 @@ pub fn router(ingest: Arc<Ingest>) -> Router {
         .route("/api/v1/devices/{id}/changes", get(changes))
         .route("/api/v1/quarantine", get(quarantine))
         .with_state(ingest)
+}
+
+fn check_len(field: &str, value: Option<&str>, max: usize) -> Result<(), ApiError> {
+    match value {
+        Some(v) if v.len() > max => Err(ApiError::BadRequest(format!(
+            "`{field}` is longer than {max} bytes"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// `POST /api/v1/enroll`: a device presents an enrolment token and its identity, and
+/// receives its id, signing key and broker credentials.
+async fn enroll(
+    State(ingest): State<Arc<Ingest>>,
+    body: Result<Json<EnrollRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<EnrollResponse>, ApiError> {
+    let Json(req) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    check_len("agent_version", Some(&req.agent_version), 64)?;
+    check_len("serial", req.serial.as_deref(), 128)?;
+    check_len("manufacturer", req.manufacturer.as_deref(), 128)?;
+    check_len("product_name", req.product_name.as_deref(), 128)?;
+    check_len("hostname", req.hostname.as_deref(), 255)?;
+    if req.agent_version.is_empty() {
+        return Err(ApiError::BadRequest("`agent_version` is empty".into()));
+    }
+    if req.macs.len() > 64 {
+        return Err(ApiError::BadRequest("more than 64 `macs`".into()));
+    }
+    let refused = |code, message: String| ApiError::Refused {
+        status: StatusCode::UNAUTHORIZED,
+        code,
+        message,
+    };
+    let Some((token_id, secret)) = enroll::split_token(&req.token) else {
+        return Err(refused(
+            "token_invalid",
+            EnrolmentRefused::InvalidToken.to_string(),
+        ));
+    };
+    let serial = req
+        .serial
+        .as_deref()
+        .and_then(parc_protocol::normalize_serial);
+    let macs = enroll::normalize_macs(&req.macs);
+    let key = enroll::new_device_key();
+    let password = enroll::new_mqtt_password();
+    let new_id = enroll::new_device_id();
+    let line_password = password.clone();
+    let line = move |id: &DeviceId| enroll::mosquitto_password_line(id.as_str(), &line_password);
+    let request = EnrolmentRequest {
+        token_id,
+        token_secret_sha256: &enroll::sha256_hex(secret),
+        serial: serial.as_deref(),
+        manufacturer: req.manufacturer.as_deref(),
+        product_name: req.product_name.as_deref(),
+        hostname: req.hostname.as_deref(),
+        agent_version: &req.agent_version,
+        macs: &macs,
+        new_device_id: &new_id,
+        key: &key,
+        mqtt_password_sha256: &enroll::sha256_hex(&password),
+        mosquitto_line_for: &line,
+    };
+    match ingest.store.enroll(&request, Utc::now()).await? {
+        Ok(done) => {
+            ingest.keys.invalidate(&done.device_id);
+            tracing::info!(device = %done.device_id, token = token_id, reenrolled = done.reenrolled, "device enrolled");
+            Ok(Json(EnrollResponse {
+                mqtt_username: done.device_id.to_string(),
+                device_id: done.device_id,
+                device_key: key.to_base64(),
+                mqtt_password: password,
+                reenrolled: done.reenrolled,
+            }))
+        }
+        Err(r) => {
+            tracing::warn!(token = token_id, reason = %r, "enrolment refused");
+            Err(match r {
+                EnrolmentRefused::InvalidToken => refused("token_invalid", r.to_string()),
+                EnrolmentRefused::Expired(_) => refused("token_expired", r.to_string()),
+                EnrolmentRefused::Revoked => refused("token_revoked", r.to_string()),
+                EnrolmentRefused::UsedUp(_) => refused("token_used_up", r.to_string()),
+                EnrolmentRefused::DeviceRevoked => ApiError::Refused {
+                    status: StatusCode::FORBIDDEN,
+                    code: "device_revoked",
+                    message: r.to_string(),
+                },
+            })
+        }
+    }
 }
 
 /// Ready when the database answers and the broker subscription is up.

@@ -61,6 +61,10 @@ async fn two_replicas_share_the_machines_mosquitto_and_store_each_message_once()
                     product_name: None,
                     hostname: None,
                     agent_version: None,
+                    // The machine's Mosquitto allows anonymous clients; the frames'
+                    // HMAC is what this test relies on.
+                    mqtt_password_sha256: None,
+                    mosquitto_password_line: None,
                 },
                 Utc::now(),
             )

@@ -203,6 +203,9 @@ impl Fleet {
                 product_name: None,
                 hostname: None,
                 agent_version: Some(env!("CARGO_PKG_VERSION").to_string()),
+                // Simulated devices publish through in-process links, not the network.
+                mqtt_password_sha256: None,
+                mosquitto_password_line: None,
             })
             .collect()
     }

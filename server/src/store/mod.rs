@@ -8,6 +8,7 @@
 //! job) and never hold a transaction open across anything but SQL.
 
 mod batch;
+mod enrol;
 mod query;
 
 use std::time::Duration;
@@ -18,6 +19,7 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row as _};
 
 pub use batch::{BatchOutcome, Item, Quarantined};
+pub use enrol::{Enrolled, EnrolmentRefused, EnrolmentRequest, NewTokenRecord, TokenRow};
 pub use query::{Counts, DeviceRow, HealthPoint, HourlyPoint, InventoryChangeRow, QuarantineRow};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -107,6 +109,9 @@ pub struct NewDevice {
     pub product_name: Option<String>,
     pub hostname: Option<String>,
     pub agent_version: Option<String>,
+    /// SHA-256 (hex) of the broker password, and the Mosquitto password-file line.
+    pub mqtt_password_sha256: Option<String>,
+    pub mosquitto_password_line: Option<String>,
 }
 
 #[derive(Clone)]
@@ -242,8 +247,11 @@ impl Store {
     pub async fn upsert_device(&self, d: &NewDevice, now: DateTime<Utc>) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO devices (device_id, key_b64, serial, manufacturer, product_name, hostname, \
-             agent_version, enrolled_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             agent_version, enrolled_at_ms, mqtt_password_sha256, mosquitto_password_line) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
              ON CONFLICT (device_id) DO UPDATE SET key_b64 = excluded.key_b64, \
+             mqtt_password_sha256 = excluded.mqtt_password_sha256, \
+             mosquitto_password_line = excluded.mosquitto_password_line, \
              serial = excluded.serial, manufacturer = excluded.manufacturer, \
              product_name = excluded.product_name, hostname = excluded.hostname, \
              agent_version = excluded.agent_version, enrolled_at_ms = excluded.enrolled_at_ms, \
@@ -257,6 +265,8 @@ impl Store {
         .bind(d.hostname.clone())
         .bind(d.agent_version.clone())
         .bind(ms(now))
+        .bind(d.mqtt_password_sha256.clone())
+        .bind(d.mosquitto_password_line.clone())
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -79,7 +79,13 @@ async fn sigkill_during_a_burst(db: TestDb) {
             }
             let id = d.id.to_string();
             for chunk in frames.chunks(5) {
-                publish_all(port, &format!("{id}-{}", chunk.len()), chunk.to_vec()).await;
+                publish_all(
+                    port,
+                    &format!("{id}-{}", chunk.len()),
+                    d.login(),
+                    chunk.to_vec(),
+                )
+                .await;
                 tokio::time::sleep(Duration::from_millis(40)).await;
             }
         }));

@@ -3,6 +3,7 @@
 mod config;
 mod crash;
 mod demo;
+mod enrol;
 mod ingest;
 mod pipeline;
 mod store;

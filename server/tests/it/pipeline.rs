@@ -104,7 +104,7 @@ async fn an_agents_messages_are_stored(server: Running) {
         let m = d.health(90.0 - f64::from(i));
         frames.push(d.seal(&m));
     }
-    publish_all(server.mqtt_port, "agent-pub", frames).await;
+    publish_all(server.mqtt_port, "agent-pub", d.login(), frames).await;
     let store = server.store.clone();
     eventually(10, "7 messages stored", || {
         let store = store.clone();
@@ -222,7 +222,8 @@ async fn hostile_corpus_is_quarantined_and_neighbours_stored(server: Running) {
     frames.push(replayed.clone());
     frames.push(replayed);
     valid += 1;
-    publish_all(server.mqtt_port, "hostile-pub", frames).await;
+    // One client holding device a's broker login sends everything.
+    publish_all(server.mqtt_port, "hostile-pub", a.login(), frames).await;
 
     let store = server.store.clone();
     let expected = hostile.len() as i64;

@@ -167,7 +167,21 @@ impl TestDevice {
             product_name: None,
             hostname: None,
             agent_version: None,
+            mqtt_password_sha256: Some(parc_server::enroll::sha256_hex(&self.password())),
+            mosquitto_password_line: Some(parc_server::enroll::mosquitto_password_line(
+                self.id.as_str(),
+                &self.password(),
+            )),
         }
+    }
+
+    /// The broker password this test device was enrolled with.
+    pub fn password(&self) -> String {
+        format!("pw-{}", self.id)
+    }
+
+    pub fn login(&self) -> Option<(String, String)> {
+        Some((self.id.to_string(), self.password()))
     }
 
     pub fn message(&mut self, body: Body, at: DateTime<Utc>) -> Message {
@@ -210,8 +224,16 @@ pub async fn register(store: &Store, devices: &[TestDevice]) {
 
 /// Publishes every (topic, payload) at QoS 1 on one connection and returns once the
 /// broker has acknowledged them all.
-pub async fn publish_all(port: u16, client_id: &str, frames: Vec<(String, Vec<u8>)>) {
+pub async fn publish_all(
+    port: u16,
+    client_id: &str,
+    login: Option<(String, String)>,
+    frames: Vec<(String, Vec<u8>)>,
+) {
     let mut opts = MqttOptions::new(client_id, "127.0.0.1", port);
+    if let Some((user, pass)) = login {
+        opts.set_credentials(user, pass);
+    }
     opts.set_max_packet_size(4 << 20, 4 << 20);
     opts.set_keep_alive(Duration::from_secs(30));
     let (client, mut eventloop) = AsyncClient::new(opts, frames.len() + 10);
@@ -256,11 +278,25 @@ where
 
 /// Minimal HTTP/1.0 GET returning (status, body).
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    http_request(addr, format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n")).await
+}
+
+/// Minimal HTTP/1.0 POST of a JSON body returning (status, body).
+pub async fn http_post_json(addr: SocketAddr, path: &str, body: &str) -> (u16, String) {
+    http_request(
+        addr,
+        format!(
+            "POST {path} HTTP/1.0\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .await
+}
+
+async fn http_request(addr: SocketAddr, request: String) -> (u16, String) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
     let mut buf = String::new();
     s.read_to_string(&mut buf).await.unwrap();
     let status = buf

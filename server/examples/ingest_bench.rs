@@ -1,0 +1,1013 @@
+//! Ingest throughput of the server through an external Mosquitto, against a bare
+//! rumqttc subscriber's receive rate through the same broker in the same run.
+//!
+//! Simulated devices (N of them, over P publisher connections) publish M sealed health
+//! reports at QoS 1. Phase A times how long a bare QoS 1 subscriber takes to receive
+//! them all; phase B, per database engine, starts the `parc-server` binary on a fresh
+//! database and times how long it takes to store them all (`parc_ingest_stored_total`),
+//! sampling the server's CPU time and RSS from /proc meanwhile, then checks that
+//! exactly M messages were stored. Each round repeats A and B; medians are reported.
+//! Every phase B uses a fresh database, so nothing is ever deduplicated.
+//!
+//! ```sh
+//! cargo build --release -p parc-server --examples --bin parc-server
+//! target/release/examples/ingest_bench --engine both --rounds 3
+//! ```
+//!
+//! Needs Mosquitto (`/usr/sbin/mosquitto`) and, for `postgres`, a PostgreSQL server at
+//! `--pg-admin` (default `PARC_TEST_PG` or `postgres://postgres@127.0.0.1:5432/test`).
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail, ensure};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use clap::{Parser, ValueEnum};
+use parc_protocol::health::{BatteryHealth, Temperature};
+use parc_protocol::{Body, DeviceId, DeviceKey, Epoch, Header, Health, Message, seal};
+use parc_server::config::ServerConfig;
+use parc_server::store::{NewDevice, Store};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
+
+#[derive(Debug, Parser)]
+#[command(about = "Server ingest rate versus a bare MQTT subscriber through one Mosquitto")]
+struct Args {
+    /// Simulated devices.
+    #[arg(long, default_value_t = 200)]
+    devices: usize,
+    /// Health messages published per phase, in total.
+    #[arg(long, default_value_t = 100_000)]
+    messages: usize,
+    #[arg(long, value_enum, default_value_t = EngineArg::Both)]
+    engine: EngineArg,
+    /// Publisher connections; each publishes for devices/publishers devices.
+    #[arg(long, default_value_t = 4)]
+    publishers: usize,
+    /// Rounds of phase A and phase B; medians are reported.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// The server binary (default: `parc-server` next to the examples directory).
+    #[arg(long)]
+    server_bin: Option<PathBuf>,
+    /// In-flight QoS 1 publishes per publisher connection.
+    #[arg(long, default_value_t = 1000)]
+    inflight: u16,
+    /// PostgreSQL URL the bench creates its databases from.
+    #[arg(
+        long,
+        env = "PARC_TEST_PG",
+        default_value = "postgres://postgres@127.0.0.1:5432/test"
+    )]
+    pg_admin: String,
+    /// `ingest.batch_max_messages` for the server (default: the server's default).
+    #[arg(long)]
+    batch_max_messages: Option<usize>,
+    /// `ingest.batch_max_wait_ms` for the server (default: the server's default).
+    #[arg(long)]
+    batch_max_wait_ms: Option<u64>,
+    /// `ingest.queue_capacity` for the server (default: the server's default).
+    #[arg(long)]
+    queue_capacity: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum EngineArg {
+    Sqlite,
+    Postgres,
+    Both,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+impl Engine {
+    fn name(self) -> &'static str {
+        match self {
+            Engine::Sqlite => "SQLite",
+            Engine::Postgres => "PostgreSQL",
+        }
+    }
+}
+
+/// One publish, ready to send.
+type Frame = (String, Bytes);
+
+/// A simulated device: what the server must know to accept its reports.
+struct SimDevice {
+    id: DeviceId,
+    key: DeviceKey,
+}
+
+/// Everything sealed before timing: devices and each publisher connection's frames.
+struct Workload {
+    devices: Vec<SimDevice>,
+    per_publisher: Vec<Vec<Frame>>,
+    total: usize,
+    payload_bytes: (usize, usize, usize),
+}
+
+/// Tiny deterministic generator for plausible readings (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in [lo, hi), rounded to one decimal.
+    fn range(&mut self, lo: f64, hi: f64) -> f64 {
+        let u = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
+        ((lo + u * (hi - lo)) * 10.0).round() / 10.0
+    }
+}
+
+fn random<const N: usize>() -> Result<[u8; N]> {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("getrandom: {e}"))?;
+    Ok(b)
+}
+
+fn health(rng: &mut Rng, uptime: u64) -> Health {
+    let design = 57_000;
+    let full = 42_000 + rng.next() % 14_000;
+    let now = full * (20 + rng.next() % 80) / 100;
+    let total = 8 * 1024 * 1024 * 1024;
+    Health {
+        uptime_seconds: Some(uptime),
+        load_1: Some(rng.range(0.0, 4.0)),
+        load_5: Some(rng.range(0.0, 3.0)),
+        load_15: Some(rng.range(0.0, 2.0)),
+        cpu_usage_percent: Some(rng.range(0.5, 100.0)),
+        memory_total_bytes: Some(total),
+        memory_used_bytes: Some(total / 4 + rng.next() % (total / 2)),
+        batteries: vec![BatteryHealth {
+            name: "BAT0".into(),
+            status: Some("Discharging".into()),
+            charge_percent: Some((now * 1000 / full) as f64 / 10.0),
+            cycle_count: Some(100 + (rng.next() % 400) as u32),
+            energy_full_design_mwh: Some(design),
+            energy_full_mwh: Some(full),
+            energy_now_mwh: Some(now),
+            health_percent: Some((full * 1000 / design) as f64 / 10.0),
+            ..Default::default()
+        }],
+        ac_online: Some(false),
+        temperatures: vec![
+            Temperature {
+                sensor: "hwmon3/temp1".into(),
+                label: Some("Package id 0".into()),
+                celsius: rng.range(35.0, 85.0),
+                critical_celsius: Some(100.0),
+            },
+            Temperature {
+                sensor: "thermal_zone0".into(),
+                label: None,
+                celsius: rng.range(30.0, 60.0),
+                critical_celsius: None,
+            },
+        ],
+        ..Default::default()
+    }
+}
+
+/// Seals `total` health reports spread over `devices` devices (one every minute per
+/// device, ending now), interleaved per publisher connection in time order.
+fn build_workload(devices: usize, total: usize, publishers: usize) -> Result<Workload> {
+    let seed = u64::from_le_bytes(random()?) | 1;
+    let mut rng = Rng(seed);
+    // Whole seconds, as the agent sends them.
+    let end = DateTime::from_timestamp(Utc::now().timestamp() - 5, 0).context("clock")?;
+    let mut sims = Vec::with_capacity(devices);
+    let mut per_device: Vec<Vec<Frame>> = Vec::with_capacity(devices);
+    let mut sizes = Vec::with_capacity(total);
+    let tag = hex::encode(random::<3>()?);
+    for i in 0..devices {
+        let id = DeviceId::parse(&format!("d-bench-{tag}-{i:05}"))
+            .map_err(|e| anyhow::anyhow!("device id: {e}"))?;
+        let key = DeviceKey::from_bytes(random()?);
+        let epoch = Epoch::from_random(random()?);
+        let count = total / devices + usize::from(i < total % devices);
+        let mut frames = Vec::with_capacity(count);
+        for k in 0..count {
+            let at = end - chrono::Duration::minutes((count - 1 - k) as i64);
+            let uptime = 5400 + 60 * k as u64;
+            let message = Message::new(
+                Header {
+                    device_id: id.clone(),
+                    epoch: epoch.clone(),
+                    seq: k as u64 + 1,
+                    collected_at: at,
+                    sent_at: at,
+                },
+                Body::Health(Box::new(health(&mut rng, uptime))),
+            );
+            let (topic, payload) = seal(&message, &key);
+            sizes.push(payload.len());
+            frames.push((topic, Bytes::from(payload)));
+        }
+        sims.push(SimDevice { id, key });
+        per_device.push(frames);
+    }
+    // Publisher p carries devices p, p+P, …; their reports interleave by time.
+    let mut per_publisher = vec![Vec::new(); publishers];
+    for (p, frames) in per_publisher.iter_mut().enumerate() {
+        let mine: Vec<&Vec<Frame>> = per_device.iter().skip(p).step_by(publishers).collect();
+        let longest = mine.iter().map(|f| f.len()).max().unwrap_or(0);
+        for k in 0..longest {
+            for d in &mine {
+                if let Some(f) = d.get(k) {
+                    frames.push(f.clone());
+                }
+            }
+        }
+    }
+    let min = sizes.iter().copied().min().unwrap_or(0);
+    let max = sizes.iter().copied().max().unwrap_or(0);
+    let mean = sizes.iter().sum::<usize>() / sizes.len().max(1);
+    Ok(Workload {
+        devices: sims,
+        per_publisher,
+        total,
+        payload_bytes: (min, mean, max),
+    })
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")
+        .context("binding a free port")?
+        .local_addr()?
+        .port())
+}
+
+/// A Mosquitto process of the bench's own, configured like the tests' (unlimited
+/// in-flight and queued messages), killed on drop.
+struct Mosquitto {
+    port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Mosquitto {
+    fn start() -> Result<Self> {
+        let dir = tempfile::tempdir().context("creating a temporary directory")?;
+        let port = free_port()?;
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+                 max_inflight_messages 0\nmax_queued_messages 0\nlog_dest none\n"
+            ),
+        )
+        .context("writing mosquitto.conf")?;
+        let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+            .context("mosquitto is not installed (/usr/sbin/mosquitto)")?;
+        let child = Command::new(&bin)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let m = Self {
+            port,
+            child,
+            _dir: dir,
+        };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(m);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("mosquitto did not listen on 127.0.0.1:{port}")
+    }
+
+    fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// CPU time (utime + stime, in clock ticks) of a process.
+fn cpu_ticks(pid: &str) -> Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("malformed /proc/PID/stat")?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state); utime and stime are fields 14 and 15.
+    let utime: u64 = f.get(11).context("no utime")?.parse()?;
+    let stime: u64 = f.get(12).context("no stime")?.parse()?;
+    Ok(utime + stime)
+}
+
+/// A `Vm…:` line of /proc/PID/status, in KiB.
+fn status_kib(pid: &str, key: &str) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .with_context(|| format!("no {key} in /proc/{pid}/status"))
+}
+
+fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// CPU seconds used by several processes between `start` and `stop`.
+struct CpuMeter {
+    pids: Vec<String>,
+    ticks: Vec<u64>,
+    started: Instant,
+}
+
+impl CpuMeter {
+    fn start(pids: &[String]) -> Result<Self> {
+        Ok(Self {
+            pids: pids.to_vec(),
+            ticks: pids.iter().map(|p| cpu_ticks(p)).collect::<Result<_>>()?,
+            started: Instant::now(),
+        })
+    }
+
+    /// CPU % (of one core) per process since `start`.
+    fn stop(&self, hz: f64) -> Result<Vec<f64>> {
+        let wall = self.started.elapsed().as_secs_f64();
+        self.pids
+            .iter()
+            .zip(&self.ticks)
+            .map(|(p, t0)| Ok((cpu_ticks(p)? - t0) as f64 / hz / wall * 100.0))
+            .collect()
+    }
+}
+
+/// Samples a process's RSS every 100 ms on a thread of its own; returns the peak.
+struct RssSampler {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<u64>,
+}
+
+impl RssSampler {
+    fn start(pid: u32) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let pid = pid.to_string();
+        let thread = std::thread::spawn(move || {
+            let mut peak = 0;
+            while !flag.load(Ordering::Relaxed) {
+                if let Ok(kib) = status_kib(&pid, "VmRSS:") {
+                    peak = peak.max(kib);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            peak
+        });
+        Self { stop, thread }
+    }
+
+    fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap_or(0)
+    }
+}
+
+fn mqtt_options(client_id: &str, port: u16) -> MqttOptions {
+    let mut opts = MqttOptions::new(client_id, "127.0.0.1", port);
+    opts.set_keep_alive(Duration::from_secs(30));
+    opts.set_max_packet_size(1 << 20, 1 << 20);
+    opts
+}
+
+/// Polls until the broker accepted the connection.
+async fn connected(eventloop: &mut EventLoop, who: &str) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let ev = tokio::time::timeout_at(deadline, eventloop.poll())
+            .await
+            .with_context(|| format!("{who}: no CONNACK within 10 s"))?
+            .with_context(|| format!("{who}: connecting to the broker"))?;
+        if let Event::Incoming(Packet::ConnAck(_)) = ev {
+            return Ok(());
+        }
+    }
+}
+
+/// A connected publisher holding its frames.
+struct Publisher {
+    name: String,
+    client: AsyncClient,
+    eventloop: EventLoop,
+    frames: Vec<Frame>,
+}
+
+async fn connect_publishers(port: u16, w: &Workload, inflight: u16) -> Result<Vec<Publisher>> {
+    let tag = hex::encode(random::<4>()?);
+    let mut out = Vec::new();
+    for (i, frames) in w.per_publisher.iter().enumerate() {
+        let name = format!("bench-pub-{tag}-{i}");
+        let mut opts = mqtt_options(&name, port);
+        opts.set_inflight(inflight);
+        let (client, mut eventloop) = AsyncClient::new(opts, 2 * usize::from(inflight) + 16);
+        connected(&mut eventloop, &name).await?;
+        out.push(Publisher {
+            name,
+            client,
+            eventloop,
+            // Cloned before timing: the frames themselves are shared `Bytes`.
+            frames: frames.clone(),
+        });
+    }
+    Ok(out)
+}
+
+/// Publishes every frame at QoS 1 and returns once the broker acknowledged them all.
+async fn publish(p: Publisher) -> Result<()> {
+    let Publisher {
+        name,
+        client,
+        mut eventloop,
+        frames,
+    } = p;
+    let total = frames.len();
+    let feeder = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            for (topic, payload) in frames {
+                client
+                    .publish_bytes(topic, QoS::AtLeastOnce, false, payload)
+                    .await?;
+            }
+            Ok::<_, rumqttc::ClientError>(())
+        })
+    };
+    let mut acked = 0;
+    while acked < total {
+        let ev = tokio::time::timeout(Duration::from_secs(60), eventloop.poll())
+            .await
+            .with_context(|| format!("{name}: no progress for 60 s ({acked}/{total} acked)"))?
+            .with_context(|| format!("{name}: MQTT connection"))?;
+        if let Event::Incoming(Packet::PubAck(_)) = ev {
+            acked += 1;
+        }
+    }
+    feeder
+        .await
+        .context("publisher feeder task")?
+        .with_context(|| format!("{name}: queueing publishes"))?;
+    let _ = client.disconnect().await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), eventloop.poll()).await;
+    Ok(())
+}
+
+async fn publish_all(publishers: Vec<Publisher>) -> Result<()> {
+    let tasks: Vec<_> = publishers
+        .into_iter()
+        .map(|p| tokio::spawn(publish(p)))
+        .collect();
+    for t in tasks {
+        t.await.context("publisher task")??;
+    }
+    Ok(())
+}
+
+struct Baseline {
+    rate: f64,
+    mosquitto_cpu: f64,
+    bench_cpu: f64,
+}
+
+/// Phase A: a bare QoS 1 subscriber's receive rate.
+async fn baseline(m: &Mosquitto, w: &Workload, args: &Args, hz: f64) -> Result<Baseline> {
+    let name = format!("bench-sub-{}", hex::encode(random::<4>()?));
+    let mut opts = mqtt_options(&name, m.port);
+    opts.set_clean_session(true);
+    let (client, mut eventloop) = AsyncClient::new(opts, 16);
+    connected(&mut eventloop, &name).await?;
+    client
+        .subscribe("parc/v1/+/health", QoS::AtLeastOnce)
+        .await
+        .context("subscribing")?;
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let total = w.total;
+    let subscriber = tokio::spawn(async move {
+        let mut ready = Some(ready_tx);
+        let mut received = 0;
+        while received < total {
+            let ev = tokio::time::timeout(Duration::from_secs(60), eventloop.poll())
+                .await
+                .with_context(|| format!("subscriber: nothing for 60 s ({received}/{total})"))?
+                .context("subscriber connection")?;
+            match ev {
+                Event::Incoming(Packet::SubAck(_)) => {
+                    if let Some(r) = ready.take() {
+                        let _ = r.send(());
+                    }
+                }
+                Event::Incoming(Packet::Publish(_)) => received += 1,
+                _ => {}
+            }
+        }
+        let done = Instant::now();
+        let _ = client.disconnect().await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), eventloop.poll()).await;
+        anyhow::Ok(done)
+    });
+    tokio::time::timeout(Duration::from_secs(10), ready_rx)
+        .await
+        .context("no SUBACK within 10 s")?
+        .context("subscriber stopped before its SUBACK")?;
+    let publishers = connect_publishers(m.port, w, args.inflight).await?;
+    let cpu = CpuMeter::start(&[m.pid().to_string(), "self".into()])?;
+    let t0 = Instant::now();
+    publish_all(publishers).await?;
+    let done = subscriber.await.context("subscriber task")??;
+    let cpus = cpu.stop(hz)?;
+    Ok(Baseline {
+        rate: w.total as f64 / (done - t0).as_secs_f64(),
+        mosquitto_cpu: cpus[0],
+        bench_cpu: cpus[1],
+    })
+}
+
+/// Minimal HTTP/1.0 GET returning (status, body).
+async fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+        .await?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await?;
+    let status = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = buf.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
+    Ok((status, body.to_string()))
+}
+
+/// The value of the first metrics line starting with `prefix` (0 when absent).
+fn metric(body: &str, prefix: &str) -> f64 {
+    body.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+struct Ingested {
+    rate: f64,
+    server_cpu: f64,
+    mosquitto_cpu: f64,
+    bench_cpu: f64,
+    peak_rss_mib: f64,
+    hwm_mib: f64,
+    mean_batch: f64,
+    mean_commit_ms: f64,
+    duplicates: f64,
+}
+
+/// The server child process, terminated (SIGTERM, then SIGKILL after 15 s) on drop.
+struct Server {
+    child: Child,
+}
+
+impl Server {
+    fn terminate(&mut self) -> Result<()> {
+        if self.child.try_wait()?.is_some() {
+            return Ok(());
+        }
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .context("running kill -TERM")?;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                ensure!(status.success(), "parc-server exited with {status}");
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.child.kill()?;
+        self.child.wait()?;
+        bail!("parc-server did not stop within 15 s of SIGTERM")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Phase B on a fresh database of `engine`.
+async fn ingest(
+    engine: Engine,
+    m: &Mosquitto,
+    w: &Workload,
+    args: &Args,
+    server_bin: &Path,
+    hz: f64,
+) -> Result<Ingested> {
+    let dir = tempfile::tempdir().context("creating a temporary directory")?;
+    let (url, pg_name) = match engine {
+        Engine::Sqlite => (Store::sqlite_url(dir.path()), None),
+        Engine::Postgres => {
+            let name = format!("parc_bench_{}", hex::encode(random::<6>()?));
+            let url = Store::create_postgres_database(&args.pg_admin, &name)
+                .await
+                .with_context(|| format!("creating database {name} at {}", args.pg_admin))?;
+            (url, Some(name))
+        }
+    };
+    let result = ingest_on(&url, dir.path(), m, w, args, server_bin, hz).await;
+    if let Some(name) = pg_name
+        && let Err(e) = Store::drop_postgres_database(&args.pg_admin, &name).await
+    {
+        eprintln!("warning: dropping database {name}: {e}");
+    }
+    result
+}
+
+async fn ingest_on(
+    url: &str,
+    dir: &Path,
+    m: &Mosquitto,
+    w: &Workload,
+    args: &Args,
+    server_bin: &Path,
+    hz: f64,
+) -> Result<Ingested> {
+    let store = Store::connect(url)
+        .await
+        .with_context(|| format!("opening {url}"))?;
+    let now = Utc::now();
+    for d in &w.devices {
+        store
+            .upsert_device(
+                &NewDevice {
+                    device_id: d.id.clone(),
+                    key: d.key.clone(),
+                    serial: None,
+                    manufacturer: None,
+                    product_name: None,
+                    hostname: None,
+                    agent_version: None,
+                    mqtt_password_sha256: None,
+                    mosquitto_password_line: None,
+                },
+                now,
+            )
+            .await
+            .context("registering a device")?;
+    }
+
+    let mut cfg = ServerConfig::defaults();
+    let http: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+    cfg.http.listen = http;
+    cfg.mqtt.listen = format!("127.0.0.1:{}", free_port()?).parse()?;
+    cfg.mqtt.url = Some(m.url());
+    cfg.mqtt.client_id = format!("parc-bench-{}", hex::encode(random::<4>()?));
+    cfg.database.url = Some(url.to_string());
+    cfg.storage.data_dir = dir.join("data");
+    if let Some(v) = args.batch_max_messages {
+        cfg.ingest.batch_max_messages = v;
+    }
+    if let Some(v) = args.batch_max_wait_ms {
+        cfg.ingest.batch_max_wait_ms = v;
+    }
+    if let Some(v) = args.queue_capacity {
+        cfg.ingest.queue_capacity = v;
+    }
+    let config = dir.join("server.toml");
+    std::fs::write(&config, cfg.to_toml()).context("writing the server config")?;
+    let log = dir.join("server.log");
+    let mut cmd = Command::new(server_bin);
+    cmd.arg("run")
+        .arg("--config")
+        .arg(&config)
+        .env("PARC_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).context("creating the server log")?);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PARC_SERVER_") {
+            cmd.env_remove(k);
+        }
+    }
+    let mut server = Server {
+        child: cmd
+            .spawn()
+            .with_context(|| format!("starting {}", server_bin.display()))?,
+    };
+    let server_log = || std::fs::read_to_string(&log).unwrap_or_default();
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = server.child.try_wait()? {
+            bail!(
+                "parc-server exited with {status} before ready:\n{}",
+                server_log()
+            );
+        }
+        if matches!(http_get(http, "/readyz").await, Ok((200, _))) {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "parc-server not ready within 30 s:\n{}",
+            server_log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let pid = server.child.id();
+    let publishers = connect_publishers(m.port, w, args.inflight).await?;
+    let rss = RssSampler::start(pid);
+    let cpu = CpuMeter::start(&[pid.to_string(), m.pid().to_string(), "self".into()])?;
+    let t0 = Instant::now();
+    let publishing = tokio::spawn(publish_all(publishers));
+    let stored_line = "parc_ingest_stored_total{kind=\"health\"}";
+    let limit = Duration::from_secs(60).max(Duration::from_millis(w.total as u64));
+    let done = loop {
+        let body = http_get(http, "/metrics").await.context("GET /metrics")?.1;
+        if metric(&body, stored_line) >= w.total as f64 {
+            break Instant::now();
+        }
+        if let Some(status) = server.child.try_wait()? {
+            bail!(
+                "parc-server exited with {status} during the run:\n{}",
+                server_log()
+            );
+        }
+        if t0.elapsed() >= limit {
+            let ingest: Vec<&str> = body
+                .lines()
+                .filter(|l| l.starts_with("parc_ingest") && !l.contains("_bucket"))
+                .collect();
+            let log = server_log();
+            let tail: Vec<&str> = log.lines().rev().take(10).collect();
+            bail!(
+                "stored {} of {} within {limit:?}; server metrics:\n{}\nserver log (last lines, newest first):\n{}",
+                metric(&body, stored_line),
+                w.total,
+                ingest.join("\n"),
+                tail.join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let cpus = cpu.stop(hz)?;
+    let peak_rss = rss.stop();
+    let hwm = status_kib(&pid.to_string(), "VmHWM:")?;
+    publishing.await.context("publishers")??;
+
+    let body = http_get(http, "/metrics").await?.1;
+    let batches = metric(&body, "parc_ingest_batch_size_count");
+    let commits = metric(&body, "parc_ingest_commit_seconds_count");
+    let out = Ingested {
+        rate: w.total as f64 / (done - t0).as_secs_f64(),
+        server_cpu: cpus[0],
+        mosquitto_cpu: cpus[1],
+        bench_cpu: cpus[2],
+        peak_rss_mib: peak_rss as f64 / 1024.0,
+        hwm_mib: hwm as f64 / 1024.0,
+        mean_batch: metric(&body, "parc_ingest_batch_size_sum") / batches.max(1.0),
+        mean_commit_ms: metric(&body, "parc_ingest_commit_seconds_sum") / commits.max(1.0) * 1000.0,
+        duplicates: metric(&body, "parc_ingest_duplicates_total"),
+    };
+    server.terminate()?;
+    forget_session(m.port, &cfg.mqtt.client_id).await?;
+
+    let c = store.counts().await.context("counting stored rows")?;
+    store.close().await;
+    ensure!(
+        c.messages == w.total as i64 && c.health_samples == w.total as i64,
+        "stored {} messages and {} health samples, expected {} of each",
+        c.messages,
+        c.health_samples,
+        w.total
+    );
+    ensure!(c.quarantined.is_empty(), "quarantined: {:?}", c.quarantined);
+    Ok(out)
+}
+
+/// Clears the stopped server's persistent session so the broker stops queueing for it.
+async fn forget_session(port: u16, client_id: &str) -> Result<()> {
+    let mut opts = mqtt_options(client_id, port);
+    opts.set_clean_session(true);
+    let (client, mut eventloop) = AsyncClient::new(opts, 4);
+    connected(&mut eventloop, client_id).await?;
+    let _ = client.disconnect().await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), eventloop.poll()).await;
+    Ok(())
+}
+
+/// The 1-minute load average: other work on the machine skews every figure.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    ensure!(args.devices > 0 && args.publishers > 0 && args.rounds > 0);
+    ensure!(
+        args.messages >= args.devices,
+        "--messages must be at least --devices"
+    );
+    ensure!(
+        args.publishers <= args.devices,
+        "--publishers must be at most --devices"
+    );
+    let server_bin = match &args.server_bin {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .and_then(Path::parent)
+            .context("the example binary has no grandparent directory")?
+            .join("parc-server"),
+    };
+    ensure!(
+        server_bin.exists(),
+        "{} not found: cargo build --release -p parc-server --bin parc-server, or pass --server-bin",
+        server_bin.display()
+    );
+    let engines = match args.engine {
+        EngineArg::Sqlite => vec![Engine::Sqlite],
+        EngineArg::Postgres => vec![Engine::Postgres],
+        EngineArg::Both => vec![Engine::Sqlite, Engine::Postgres],
+    };
+    let hz = clock_ticks_per_second();
+    let defaults = ServerConfig::defaults().ingest;
+    let ingest_cfg = (
+        args.batch_max_messages
+            .unwrap_or(defaults.batch_max_messages),
+        args.batch_max_wait_ms.unwrap_or(defaults.batch_max_wait_ms),
+        args.queue_capacity.unwrap_or(defaults.queue_capacity),
+    );
+
+    let sealing = Instant::now();
+    let w = build_workload(args.devices, args.messages, args.publishers)?;
+    eprintln!(
+        "sealed {} health messages for {} devices in {:.1} s; payload {}/{}/{} bytes (min/mean/max)",
+        w.total,
+        args.devices,
+        sealing.elapsed().as_secs_f64(),
+        w.payload_bytes.0,
+        w.payload_bytes.1,
+        w.payload_bytes.2
+    );
+    let mosquitto = Mosquitto::start()?;
+    let load_before = load_average();
+
+    let mut baselines: Vec<Baseline> = Vec::new();
+    let mut runs: Vec<(Engine, usize, Result<Ingested>)> = Vec::new();
+    for round in 1..=args.rounds {
+        let b = baseline(&mosquitto, &w, &args, hz)
+            .await
+            .with_context(|| format!("round {round}: baseline"))?;
+        eprintln!(
+            "round {round}: baseline {:.0} msg/s (mosquitto CPU {:.0}%, bench CPU {:.0}%)",
+            b.rate, b.mosquitto_cpu, b.bench_cpu
+        );
+        for &engine in &engines {
+            let r = ingest(engine, &mosquitto, &w, &args, &server_bin, hz).await;
+            match &r {
+                Ok(i) => eprintln!(
+                    "round {round}: {} ingest {:.0} msg/s, ratio {:.2}; server CPU {:.0}%, \
+                     peak RSS {:.1} MiB (VmHWM {:.1}); mosquitto CPU {:.0}%, bench CPU {:.0}%; \
+                     mean batch {:.0}, mean commit {:.1} ms, duplicates {}; stored == {} OK",
+                    engine.name(),
+                    i.rate,
+                    i.rate / b.rate,
+                    i.server_cpu,
+                    i.peak_rss_mib,
+                    i.hwm_mib,
+                    i.mosquitto_cpu,
+                    i.bench_cpu,
+                    i.mean_batch,
+                    i.mean_commit_ms,
+                    i.duplicates,
+                    w.total
+                ),
+                Err(e) => eprintln!("round {round}: {} FAILED: {e:#}", engine.name()),
+            }
+            runs.push((engine, round, r));
+        }
+        baselines.push(b);
+    }
+    let load_after = load_average();
+
+    let command: Vec<String> = std::env::args().collect();
+    println!("\n`{}`\n", command.join(" "));
+    println!(
+        "{} health messages (payload mean {} bytes) from {} devices over {} QoS 1 \
+         connections (in-flight {}); ingest batch_max_messages = {}, batch_max_wait_ms = {}, \
+         queue_capacity = {}; medians of {} rounds; 1-min load average {} before, {} after.\n",
+        w.total,
+        w.payload_bytes.1,
+        args.devices,
+        args.publishers,
+        args.inflight,
+        ingest_cfg.0,
+        ingest_cfg.1,
+        ingest_cfg.2,
+        args.rounds,
+        load_before,
+        load_after
+    );
+    println!(
+        "| engine | baseline msg/s | server ingest msg/s | ratio | server CPU % | server peak RSS MiB |"
+    );
+    println!("|---|---|---|---|---|---|");
+    let base = median(baselines.iter().map(|b| b.rate).collect());
+    let mut failed = false;
+    for &engine in &engines {
+        let ok: Vec<(usize, &Ingested)> = runs
+            .iter()
+            .filter(|(e, _, _)| *e == engine)
+            .filter_map(|(_, round, r)| r.as_ref().ok().map(|i| (*round, i)))
+            .collect();
+        let failures = args.rounds - ok.len();
+        failed |= failures > 0;
+        if ok.is_empty() {
+            println!("| {} | {base:.0} | failed | – | – | – |", engine.name());
+            continue;
+        }
+        let ratio = median(
+            ok.iter()
+                .map(|(round, i)| i.rate / baselines[round - 1].rate)
+                .collect(),
+        );
+        println!(
+            "| {} | {base:.0} | {:.0} | {ratio:.2} | {:.0} | {:.1} |{}",
+            engine.name(),
+            median(ok.iter().map(|(_, i)| i.rate).collect()),
+            median(ok.iter().map(|(_, i)| i.server_cpu).collect()),
+            median(ok.iter().map(|(_, i)| i.peak_rss_mib).collect()),
+            if failures > 0 {
+                format!(" ({failures} round(s) failed)")
+            } else {
+                String::new()
+            }
+        );
+    }
+    println!(
+        "\nratio: median over rounds of (ingest rate / that round's baseline); CPU % of one core."
+    );
+    ensure!(!failed, "some rounds failed (see above)");
+    Ok(())
+}
