@@ -2,4 +2,7 @@
 
 mod collect;
 mod config;
+mod enrol;
 mod spool;
+mod support;
+mod uplink;
