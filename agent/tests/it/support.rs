@@ -147,9 +147,14 @@ pub fn fixture(name: &str) -> PathBuf {
 pub fn config_text(mqtt_url: &str, state_dir: &Path, extra_mqtt: &str) -> String {
     format!(
         "[mqtt]\nurl = \"{mqtt_url}\"\ninitial_delay_max_seconds = 0\nreconnect_max_seconds = 1\n\
-         drain_rate_per_second = 1000\n{extra_mqtt}\n\
+         {}{extra_mqtt}\n\
          [collect]\nroot = \"{}\"\nsmartctl = \"\"\n\
          [state]\ndir = \"{}\"\n",
+        if extra_mqtt.contains("drain_rate_per_second") {
+            ""
+        } else {
+            "drain_rate_per_second = 1000\n"
+        },
         fixture("laptop").display(),
         state_dir.display()
     )

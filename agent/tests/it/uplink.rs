@@ -64,24 +64,25 @@ async fn once_delivers_everything(protocol: &str) {
             .all(|k| kinds.contains(k))
     })
     .await;
-    let r = rx.lock().unwrap();
-    assert!(r.refused.is_empty(), "{:?}", r.refused);
-    let inv = r
-        .by_seq
-        .values()
-        .flatten()
-        .find(|m| m.kind() == Kind::Inventory)
-        .unwrap();
-    assert_eq!(inv.header.device_id, dev.id);
-    assert!(inv.header.sent_at >= inv.header.collected_at);
-    let Body::Inventory(body) = &inv.body else {
-        unreachable!()
-    };
-    assert!(
-        body.identity.product_name.is_some(),
-        "fixture inventory collected"
-    );
-    drop(r);
+    {
+        let r = rx.lock().unwrap();
+        assert!(r.refused.is_empty(), "{:?}", r.refused);
+        let inv = r
+            .by_seq
+            .values()
+            .flatten()
+            .find(|m| m.kind() == Kind::Inventory)
+            .unwrap();
+        assert_eq!(inv.header.device_id, dev.id);
+        assert!(inv.header.sent_at >= inv.header.collected_at);
+        let Body::Inventory(body) = &inv.body else {
+            unreachable!()
+        };
+        assert!(
+            body.identity.product_name.is_some(),
+            "fixture inventory collected"
+        );
+    }
     // Leaving without DISCONNECT lets the broker publish the will: offline, signed.
     eventually(10, "the offline will", || {
         rx.lock()
@@ -133,6 +134,10 @@ async fn once_fails_clearly_when_the_broker_is_down() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs mosquitto"]
 async fn a_broker_restart_mid_stream_loses_nothing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("parc_agent=debug")
+        .with_test_writer()
+        .try_init();
     let mut broker = Mosquitto::start();
     let dev = TestDevice::new("d-restart", 5);
     let state = tempfile::tempdir().unwrap();
@@ -156,11 +161,24 @@ async fn a_broker_restart_mid_stream_loses_nothing() {
     tokio::time::sleep(Duration::from_millis(700)).await;
     broker.restart();
     let want: BTreeSet<u64> = seqs.iter().copied().collect();
-    eventually(30, "every spooled seq", || {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let missing = || {
         let r = rx.lock().unwrap();
-        want.iter().all(|s| r.by_seq.contains_key(s))
-    })
-    .await;
+        want.iter()
+            .filter(|s| !r.by_seq.contains_key(s))
+            .copied()
+            .collect::<Vec<u64>>()
+    };
+    while !missing().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let m = missing();
+    assert!(
+        m.is_empty(),
+        "{} seqs missing, first {:?}",
+        m.len(),
+        &m[..m.len().min(20)]
+    );
     let _ = stop_tx.send(());
     let stopped = tokio::time::timeout(Duration::from_secs(5), agent).await;
     assert!(stopped.is_ok(), "the agent stops within 5 s");
@@ -186,6 +204,14 @@ async fn chaos_kill_the_agent_and_restart_the_broker() {
     )
     .unwrap();
     let rx = subscribe(broker.port, dev.key.clone());
+    let log_path = state.path().join("agent.log");
+    let log = || {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .unwrap()
+    };
     let want: BTreeSet<u64> = seqs.iter().copied().collect();
     let missing = || {
         let r = rx.lock().unwrap();
@@ -207,9 +233,9 @@ async fn chaos_kill_the_agent_and_restart_the_broker() {
             .arg("--config")
             .arg(&conf)
             .arg("run")
-            .env("PARC_LOG", "warn")
+            .env("PARC_LOG", "info")
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(log())
             .spawn()
             .unwrap();
         tokio::time::sleep(Duration::from_millis(200 + rand(1_300))).await;
@@ -229,10 +255,22 @@ async fn chaos_kill_the_agent_and_restart_the_broker() {
             .arg(&conf)
             .arg("run")
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(log())
             .spawn()
             .unwrap();
-        eventually(60, "every seq after the chaos", || missing() == 0).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while missing() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if missing() > 0 {
+            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            panic!(
+                "{} seqs missing after the chaos; agent log tail:\n{}",
+                missing(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
         unsafe_kill(child.id(), libc::SIGTERM);
         let _ = child.wait();
     }
