@@ -520,6 +520,7 @@ impl StatusReport {
         let reach = match (self.broker_reachable, &self.broker_detail) {
             (Some(true), Some(d)) => format!("reachable ({d})"),
             (Some(false), Some(d)) => format!("NOT reachable: {d}"),
+            _ if self.enrolled => "not checked".into(),
             _ => "not checked (not enrolled)".into(),
         };
         out.push_str(&format!("broker:          {} — {reach}\n", self.broker_url));
