@@ -43,6 +43,68 @@ pub enum Command {
         #[arg(long)]
         pretty: bool,
     },
+    /// Enrol this device with a Parc server and store its credentials (mode 0600).
+    Enroll {
+        /// Server base URL (default: server.url from the configuration).
+        #[arg(long)]
+        server: Option<String>,
+        /// Enrolment token given by the administrator.
+        #[arg(long, env = "PARC_ENROLL_TOKEN", hide_env_values = true)]
+        token: String,
+        /// PEM file of a private CA to trust (only) for the server's HTTPS certificate.
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+    },
+    /// Run the agent daemon until SIGTERM or Ctrl-C.
+    Run,
+    /// Collect one inventory and one health sample, deliver the whole spool, then exit:
+    /// 0 only when the broker acknowledged everything.
+    Once {
+        #[arg(long, default_value_t = 60)]
+        timeout_seconds: u64,
+    },
+    /// Show enrolment, broker reachability, last publication and spool figures.
+    Status {
+        /// Machine-readable JSON.
+        #[arg(long)]
+        json: bool,
+        /// Do not try to connect to the broker.
+        #[arg(long)]
+        no_probe: bool,
+    },
+}
+
+fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    // Two workers are plenty for an agent; collectors use the blocking pool.
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(8)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn termination() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -66,6 +128,83 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let json = crate::collect::report::collect_json(&cfg, root.as_deref(), pretty)?;
             println!("{json}");
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Enroll {
+            server,
+            token,
+            ca_file,
+        } => {
+            let cfg = AgentConfig::load(cli.config.as_deref()).context("loading configuration")?;
+            let server = server.unwrap_or_else(|| cfg.server.url.clone());
+            let collector =
+                crate::collect::Collector::from_config(&cfg.collect, crate::runtime::AGENT_VERSION);
+            let req = crate::enroll::request_from_inventory(
+                &collector.inventory(),
+                &token,
+                crate::runtime::AGENT_VERSION,
+            );
+            let state = crate::state::StateDir::new(&cfg.state.dir);
+            let e = tokio_runtime()?
+                .block_on(crate::enroll::enroll(
+                    &server,
+                    &req,
+                    ca_file.as_deref(),
+                    &state,
+                ))
+                .context("enrolment failed")?;
+            println!(
+                "enrolled as {} (credentials in {})",
+                e.device_id,
+                state.enrollment_path().display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run => {
+            let cfg = AgentConfig::load(cli.config.as_deref()).context("loading configuration")?;
+            tokio_runtime()?
+                .block_on(crate::runtime::run(cfg, termination()))
+                .context("agent failed")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Once { timeout_seconds } => {
+            let cfg = AgentConfig::load(cli.config.as_deref()).context("loading configuration")?;
+            let r = tokio_runtime()?
+                .block_on(crate::runtime::once(
+                    cfg,
+                    std::time::Duration::from_secs(timeout_seconds),
+                ))
+                .context("collection run failed")?;
+            if r.pending == 0 {
+                println!("all messages acknowledged by the broker");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let why = match (&r.connected, &r.last_error) {
+                (false, Some(e)) => format!("the broker could not be reached: {e}"),
+                (false, None) => "the broker could not be reached".to_string(),
+                (true, _) => "the broker did not acknowledge them in time".to_string(),
+            };
+            eprintln!(
+                "parc-agent: {} message(s) still in the spool after {timeout_seconds} s: {why}",
+                r.pending
+            );
+            Ok(ExitCode::from(2))
+        }
+        Command::Status { json, no_probe } => {
+            let cfg = AgentConfig::load(cli.config.as_deref()).context("loading configuration")?;
+            let report = tokio_runtime()?.block_on(crate::runtime::status(&cfg, !no_probe));
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).context("encoding the status")?
+                );
+            } else {
+                print!("{}", report.to_text());
+            }
+            Ok(if report.enrolled {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            })
         }
     }
 }

@@ -57,6 +57,49 @@ pub struct MqttSection {
     /// the system roots.
     #[serde(default)]
     pub ca_file: String,
+    /// MQTT protocol version: "v5" (Mosquitto, EMQX) or "v4" (3.1.1, e.g. the server's
+    /// embedded broker).
+    #[serde(default)]
+    pub protocol: MqttProtocol,
+    /// Before the first connection, wait a random delay up to this many seconds so that
+    /// a school's devices powered on together do not reach the broker at once.
+    #[serde(default = "default_initial_delay")]
+    pub initial_delay_max_seconds: u32,
+    /// Highest rate at which a backlog is drained, in messages per second.
+    #[serde(default = "default_drain_rate")]
+    pub drain_rate_per_second: u32,
+    /// Messages published and not yet acknowledged at any time.
+    #[serde(default = "default_inflight")]
+    pub inflight: u16,
+    #[serde(default = "default_keep_alive")]
+    pub keep_alive_seconds: u32,
+    /// Ceiling of the reconnection backoff (1 s doubling, with full jitter).
+    #[serde(default = "default_reconnect_max")]
+    pub reconnect_max_seconds: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MqttProtocol {
+    V4,
+    #[default]
+    V5,
+}
+
+fn default_initial_delay() -> u32 {
+    30
+}
+fn default_drain_rate() -> u32 {
+    50
+}
+fn default_inflight() -> u16 {
+    32
+}
+fn default_keep_alive() -> u32 {
+    60
+}
+fn default_reconnect_max() -> u32 {
+    300
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -165,6 +208,18 @@ impl AgentConfig {
             return Err((
                 "collect.inventory_interval_seconds",
                 "must be between 60 and 604800".into(),
+            ));
+        }
+        if self.mqtt.drain_rate_per_second == 0 {
+            return Err(("mqtt.drain_rate_per_second", "must be at least 1".into()));
+        }
+        if !(1..=1000).contains(&self.mqtt.inflight) {
+            return Err(("mqtt.inflight", "must be between 1 and 1000".into()));
+        }
+        if !(5..=3600).contains(&self.mqtt.keep_alive_seconds) {
+            return Err((
+                "mqtt.keep_alive_seconds",
+                "must be between 5 and 3600".into(),
             ));
         }
         if self.spool.max_bytes < 1024 * 1024 {

@@ -4,3 +4,9 @@
 pub mod cli;
 pub mod collect;
 pub mod config;
+pub mod enroll;
+pub mod outbox;
+pub mod runtime;
+pub mod spool;
+pub mod state;
+pub mod uplink;

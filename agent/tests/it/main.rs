@@ -3,5 +3,9 @@
 mod collect;
 mod collect_cli;
 mod config;
+mod enrol;
 mod probes;
+mod spool;
 mod stability;
+mod support;
+mod uplink;
