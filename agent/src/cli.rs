@@ -75,10 +75,11 @@ pub enum Command {
 }
 
 fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    // Two workers are plenty for an agent; collectors use the blocking pool.
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .max_blocking_threads(8)
+    // One thread does the agent's waiting; collectors borrow a blocking thread that
+    // goes away soon after: an idle agent costs one thread, not a pool.
+    tokio::runtime::Builder::new_current_thread()
+        .max_blocking_threads(4)
+        .thread_keep_alive(std::time::Duration::from_secs(2))
         .enable_all()
         .build()
         .context("starting the async runtime")

@@ -218,10 +218,7 @@ impl Spool {
     ) -> Result<Self, SpoolError> {
         // The default 1 GiB page cache would let RSS grow with the spool; a small one is
         // plenty for a queue read front to back.
-        let db = match redb::Builder::new()
-            .set_cache_size(4 * 1024 * 1024)
-            .create(path)
-        {
+        let db = match redb::Builder::new().set_cache_size(512 * 1024).create(path) {
             Ok(db) => db,
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(SpoolError::Locked),
             Err(e) => return Err(e.into()),

@@ -18,7 +18,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use parc_protocol::{DecodeError, DeviceId, DeviceKey, Frame, Limits, Message};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, Transport};
+use rumqttc::Transport;
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::Packet;
+use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 use rumqttd::Notification;
 use rumqttd::local::{LinkRx, LinkTx};
 use tokio::sync::{mpsc, oneshot};
@@ -172,7 +175,7 @@ impl Ingest {
 
 /// How to acknowledge a message once committed.
 struct Ack {
-    publish: rumqttc::Publish,
+    publish: rumqttc::v5::mqttbytes::v5::Publish,
     /// Connection it arrived on: after a reconnect the broker redelivers unacked
     /// messages itself, and an ack for an old packet id could hit a newer message.
     generation: u64,
@@ -388,9 +391,14 @@ pub struct ExternalMqtt {
 }
 
 /// Ingests from an external broker until `shutdown`, reconnecting with backoff.
-/// The session is persistent (clean_session = false) and subscriptions are QoS 1, so
-/// messages published while the server is down or not yet acknowledged are
-/// redelivered.
+///
+/// MQTT v5, for two of its features: the session is persistent (clean start off, a
+/// week's session expiry) and subscriptions are QoS 1, so messages published while the
+/// server is down or not yet acknowledged are redelivered; and the Receive Maximum
+/// makes the broker stop sending once that many messages await our ack. That bound
+/// is what keeps the pipeline from jamming: rumqttc sends our acks only between
+/// incoming packets, so a broker allowed to stream without limit (Mosquitto's
+/// `max_inflight_messages 0`) would starve them while the queue fills.
 pub async fn run_external(
     ingest: Arc<Ingest>,
     mqtt: ExternalMqtt,
@@ -398,12 +406,17 @@ pub async fn run_external(
 ) -> Result<(), IngestError> {
     let mut opts = MqttOptions::new(mqtt.client_id.clone(), mqtt.url.host.clone(), mqtt.url.port);
     opts.set_keep_alive(Duration::from_secs(30));
-    opts.set_clean_session(false);
+    opts.set_clean_start(false);
+    opts.set_session_expiry_interval(Some(7 * 86_400));
     opts.set_manual_acks(true);
+    // Unacknowledged messages never exceed the queue, so the reader never waits on a
+    // full queue while acks wait on the reader.
+    let receive_max = u16::try_from(ingest.options.queue_capacity).unwrap_or(u16::MAX);
+    opts.set_receive_maximum(Some(receive_max));
     // As with the embedded broker: oversized reports up to 8× the limit are read and
     // quarantined rather than breaking the connection.
     let max = ingest.options.limits.max_payload_bytes.saturating_mul(8) + 4096;
-    opts.set_max_packet_size(max, max);
+    opts.set_max_packet_size(Some(u32::try_from(max).unwrap_or(u32::MAX)));
     if let (Some(u), Some(p)) = (&mqtt.username, &mqtt.password) {
         opts.set_credentials(u.clone(), p.clone());
     }
@@ -423,6 +436,7 @@ pub async fn run_external(
     // Larger than every message that can be awaiting its ack (queue + one batch), so
     // the writer's acks never wait on a reader that waits on the writer.
     let cap = ingest.options.queue_capacity + 2 * ingest.options.batch_max_messages + 64;
+    opts.set_request_channel_capacity(cap);
     let (client, mut eventloop) = AsyncClient::new(opts, cap);
     let generation = Arc::new(AtomicU64::new(0));
     let (queue, queue_rx) = mpsc::channel(ingest.options.queue_capacity);
@@ -476,7 +490,8 @@ pub async fn run_external(
             Ok(Event::Incoming(Packet::Publish(publish))) => {
                 let Some(q) = &queue else { continue };
                 let payload: Bytes = publish.payload.clone();
-                let item = match prepare(&ingest, &publish.topic, &payload).await {
+                let topic = String::from_utf8_lossy(&publish.topic).into_owned();
+                let item = match prepare(&ingest, &topic, &payload).await {
                     Ok(item) => item,
                     Err(e) => {
                         // Left unacknowledged: redelivered after the next reconnect.

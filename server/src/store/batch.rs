@@ -13,7 +13,7 @@ use parc_protocol::{Body, Event, Health, Inventory, Message, Presence};
 use sha2::{Digest as _, Sha256};
 use sqlx::{Any, AssertSqlSafe, Row as _, Transaction};
 
-use super::{Store, StoreError, ms};
+use super::{Engine, Store, StoreError, ms};
 use crate::inventory_diff;
 
 /// A refused publish, kept for diagnosis.
@@ -76,8 +76,20 @@ pub struct BatchOutcome {
     pub inventory_changes: u64,
 }
 
-/// "($1, $2), ($3, $4)" for `rows` rows of `cols` columns.
-fn placeholders(rows: usize, cols: usize) -> String {
+/// The `n`th bind parameter (from 1) in the engine's preferred form.
+fn param(engine: Engine, n: usize) -> String {
+    match engine {
+        Engine::Sqlite => "?".to_string(),
+        Engine::Postgres => format!("${n}"),
+    }
+}
+
+/// "($1, $2), ($3, $4)" for `rows` rows of `cols` columns; "(?, ?), (?, ?)" on SQLite.
+///
+/// SQLite gets anonymous `?`: sqlx asks SQLite for each parameter's name, and for
+/// `$N` names SQLite finds it by a linear scan — quadratic in a 5,000-parameter
+/// statement, which made SQLite batches CPU-bound (measured in ingest_bench).
+fn placeholders(engine: Engine, rows: usize, cols: usize) -> String {
     let mut s = String::with_capacity(rows * cols * 5);
     let mut n = 1;
     for r in 0..rows {
@@ -89,8 +101,7 @@ fn placeholders(rows: usize, cols: usize) -> String {
             if c > 0 {
                 s.push_str(", ");
             }
-            s.push('$');
-            s.push_str(&n.to_string());
+            s.push_str(&param(engine, n));
             n += 1;
         }
         s.push(')');
@@ -199,6 +210,7 @@ impl Store {
         stale_before: DateTime<Utc>,
     ) -> Result<BatchOutcome, StoreError> {
         let mut out = BatchOutcome::default();
+        let engine = self.engine;
         let now_ms = ms(now);
         let mut accepted: Vec<&Message> = Vec::new();
         let mut rejected: Vec<&Quarantined> = Vec::new();
@@ -228,7 +240,7 @@ impl Store {
             let sql = format!(
                 "INSERT INTO received (device_id, epoch, seq, kind, received_at_ms) VALUES {} \
                  ON CONFLICT (device_id, epoch, seq) DO NOTHING RETURNING device_id, epoch, seq",
-                placeholders(chunk.len(), 5)
+                placeholders(engine, chunk.len(), 5)
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for m in chunk {
@@ -272,8 +284,8 @@ impl Store {
                 _ => others.push(*m),
             }
         }
-        insert_health(&mut tx, &health, now_ms).await?;
-        insert_events(&mut tx, &events, now_ms).await?;
+        insert_health(&mut tx, engine, &health, now_ms).await?;
+        insert_events(&mut tx, engine, &events, now_ms).await?;
         // Inventories in collection order, so that changes read forwards in time.
         others.sort_by_key(|m| m.header.collected_at);
         for m in others {
@@ -307,13 +319,15 @@ impl Store {
         let seen: BTreeSet<&str> = fresh.iter().map(|m| m.header.device_id.as_str()).collect();
         let seen: Vec<&str> = seen.into_iter().collect();
         for chunk in seen.chunks(ROWS_PER_STATEMENT) {
-            let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            // The time, twice (`?` cannot be reused), then the ids.
+            let (t1, t2) = (param(engine, 1), param(engine, 2));
+            let ids: Vec<String> = (3..chunk.len() + 3).map(|n| param(engine, n)).collect();
             let sql = format!(
-                "UPDATE devices SET last_seen_ms = $1, first_seen_ms = COALESCE(first_seen_ms, $1) \
+                "UPDATE devices SET last_seen_ms = {t1}, first_seen_ms = COALESCE(first_seen_ms, {t2}) \
                  WHERE device_id IN ({})",
-                list.join(", ")
+                ids.join(", ")
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now_ms);
+            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now_ms).bind(now_ms);
             for d in chunk {
                 q = q.bind(d.to_string());
             }
@@ -324,7 +338,7 @@ impl Store {
             let sql = format!(
                 "INSERT INTO quarantine (received_at_ms, topic, reason, error, size_bytes, head) \
                  VALUES {}",
-                placeholders(chunk.len(), 6)
+                placeholders(engine, chunk.len(), 6)
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for r in chunk {
@@ -346,6 +360,7 @@ impl Store {
 
 async fn insert_health(
     tx: &mut Transaction<'static, Any>,
+    engine: Engine,
     msgs: &[(&Message, &Health)],
     now_ms: i64,
 ) -> Result<(), StoreError> {
@@ -356,7 +371,7 @@ async fn insert_health(
              battery_health_percent, battery_charge_percent, battery_cycle_count, \
              temperature_max_celsius, cpu_usage_percent, memory_used_percent, load_1, body) \
              VALUES {}",
-            placeholders(chunk.len(), 13)
+            placeholders(engine, chunk.len(), 13)
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for (m, h) in chunk {
@@ -411,7 +426,7 @@ async fn insert_health(
              memory_used_count = health_hourly.memory_used_count + excluded.memory_used_count, \
              load_1_sum = health_hourly.load_1_sum + excluded.load_1_sum, \
              load_1_count = health_hourly.load_1_count + excluded.load_1_count",
-            placeholders(chunk.len(), 13)
+            placeholders(engine, chunk.len(), 13)
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for ((device, hour), h) in chunk {
@@ -437,6 +452,7 @@ async fn insert_health(
 
 async fn insert_events(
     tx: &mut Transaction<'static, Any>,
+    engine: Engine,
     msgs: &[(&Message, &Event)],
     now_ms: i64,
 ) -> Result<(), StoreError> {
@@ -444,7 +460,7 @@ async fn insert_events(
         let sql = format!(
             "INSERT INTO events (device_id, epoch, seq, occurred_at_ms, received_at_ms, \
              event_type, detail, data) VALUES {}",
-            placeholders(chunk.len(), 8)
+            placeholders(engine, chunk.len(), 8)
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for (m, e) in chunk {
@@ -555,8 +571,11 @@ mod tests {
 
     #[test]
     fn placeholders_number_rows_and_columns() {
-        assert_eq!(placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
-        assert_eq!(placeholders(1, 1), "($1)");
+        assert_eq!(
+            placeholders(Engine::Postgres, 2, 3),
+            "($1, $2, $3), ($4, $5, $6)"
+        );
+        assert_eq!(placeholders(Engine::Sqlite, 2, 2), "(?, ?), (?, ?)");
     }
 
     #[test]
