@@ -810,7 +810,11 @@ async fn ingest_on(
     cmd.arg("run")
         .arg("--config")
         .arg(&config)
-        .env("PARC_LOG", "warn")
+        // PARC_BENCH_SERVER_LOG sets the server's log filter (default: warnings).
+        .env(
+            "PARC_LOG",
+            std::env::var("PARC_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).context("creating the server log")?);
     for (k, _) in std::env::vars() {
@@ -931,7 +935,7 @@ async fn wait_stored(
                 .filter(|l| l.starts_with("parc_ingest") && !l.contains("_bucket"))
                 .collect();
             let log = server_log();
-            let tail: Vec<&str> = log.lines().rev().take(10).collect();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
             bail!(
                 "stored {stored} of {total} after {:.0} s{}; server metrics:\n{}\n\
                  server log (last lines, newest first):\n{}",

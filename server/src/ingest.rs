@@ -261,6 +261,7 @@ async fn writer(
             }
         };
         let Some(outcome) = outcome else { continue };
+        tracing::debug!(messages = items.len(), queued = rx.len(), "batch committed");
         m.batch_size.observe(items.len() as f64);
         for (kind, n) in &outcome.stored {
             m.stored
@@ -281,6 +282,7 @@ async fn writer(
         }
         if let Some(acker) = &acker {
             let current = acker.generation.load(Ordering::Acquire);
+            tracing::debug!(acks = acks.len(), "acknowledging");
             for ack in acks.into_iter().flatten() {
                 if ack.generation == current
                     && let Err(e) = acker.client.ack(&ack.publish).await
@@ -433,9 +435,13 @@ pub async fn run_external(
         };
         opts.set_transport(transport);
     }
-    // Larger than every message that can be awaiting its ack (queue + one batch), so
-    // the writer's acks never wait on a reader that waits on the writer.
-    let cap = ingest.options.queue_capacity + 2 * ingest.options.batch_max_messages + 64;
+    // rumqttc sends queued requests (our acks) only when it has no buffered incoming
+    // packet to hand out, so acks can lag far behind a fast stream — further than the
+    // broker's in-flight window when a broker ignores our Receive Maximum (measured:
+    // Mosquitto with `max_inflight_messages 0`). If the writer ever waited for room in
+    // this channel while the reader waits for room in the queue, both would stop: keep
+    // it far larger than any backlog. The channel allocates only what it holds.
+    let cap = 1 << 20;
     opts.set_request_channel_capacity(cap);
     let (client, mut eventloop) = AsyncClient::new(opts, cap);
     let generation = Arc::new(AtomicU64::new(0));
