@@ -125,6 +125,24 @@ pub struct Store {
     engine: Engine,
 }
 
+/// A connection to the PostgreSQL server at `admin_url`, after checking that `name`
+/// is a plain identifier (it is spliced into CREATE/DROP DATABASE).
+async fn admin_connection(admin_url: &str, name: &str) -> Result<sqlx::AnyConnection, StoreError> {
+    install_default_drivers();
+    let plain = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !plain {
+        return Err(StoreError::UnsupportedUrl(format!(
+            "database name `{name}`"
+        )));
+    }
+    <sqlx::AnyConnection as sqlx::Connection>::connect(admin_url)
+        .await
+        .map_err(StoreError::Connect)
+}
+
 pub(crate) fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
@@ -184,19 +202,7 @@ impl Store {
         admin_url: &str,
         name: &str,
     ) -> Result<String, StoreError> {
-        install_default_drivers();
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        {
-            return Err(StoreError::UnsupportedUrl(format!(
-                "database name `{name}`"
-            )));
-        }
-        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(admin_url)
-            .await
-            .map_err(StoreError::Connect)?;
+        let mut conn = admin_connection(admin_url, name).await?;
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&mut conn)
             .await?;
@@ -209,18 +215,7 @@ impl Store {
 
     /// Drops database `name` (see [`Store::create_postgres_database`]).
     pub async fn drop_postgres_database(admin_url: &str, name: &str) -> Result<(), StoreError> {
-        install_default_drivers();
-        if !name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        {
-            return Err(StoreError::UnsupportedUrl(format!(
-                "database name `{name}`"
-            )));
-        }
-        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(admin_url)
-            .await
-            .map_err(StoreError::Connect)?;
+        let mut conn = admin_connection(admin_url, name).await?;
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
         )))

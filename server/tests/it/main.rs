@@ -1,5 +1,8 @@
 //! Integration tests of the server library and binary.
 
+#[macro_use]
+mod support;
+
 mod config;
 mod crash;
 mod demo;
@@ -8,4 +11,3 @@ mod ingest;
 mod pipeline;
 mod procurement;
 mod store;
-mod support;

@@ -15,7 +15,7 @@ use parc_server::procurement::{
 };
 use parc_server::store::{Item, Store};
 
-use crate::support::{TestDb, TestDevice, http_get};
+use crate::support::{TestDevice, http_get, http_post};
 
 #[path = "../../examples/gen_manifest.rs"]
 mod gen_manifest;
@@ -410,8 +410,13 @@ async fn the_http_routes_import_and_report(store: Store) {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
-    let (status, body) =
-        http_post(addr, "/api/v1/deliveries/import?dry_run=true", WITH_ERRORS).await;
+    let (status, body) = http_post(
+        addr,
+        "/api/v1/deliveries/import?dry_run=true",
+        "text/csv",
+        WITH_ERRORS,
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     let report: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(report["dry_run"], true);
@@ -419,9 +424,21 @@ async fn the_http_routes_import_and_report(store: Store) {
     assert_eq!(report["errors"][0]["line"], 3);
     assert_eq!(report["errors"][0]["code"], "bad_uai");
     assert_eq!(report["errors"][0]["field"], "site_uai");
-    let (status, body) = http_post(addr, "/api/v1/deliveries/import", DEMO_DELIVERIES).await;
+    let (status, body) = http_post(
+        addr,
+        "/api/v1/deliveries/import",
+        "text/csv",
+        DEMO_DELIVERIES,
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
-    let (status, body) = http_post(addr, "/api/v1/deliveries/import", "serial,model\n").await;
+    let (status, body) = http_post(
+        addr,
+        "/api/v1/deliveries/import",
+        "text/csv",
+        "serial,model\n",
+    )
+    .await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("lacks column `order_reference`"), "{body}");
 
@@ -465,71 +482,6 @@ async fn the_http_routes_import_and_report(store: Store) {
     );
 }
 
-/// Minimal HTTP/1.0 POST returning (status, body).
-async fn http_post(addr: std::net::SocketAddr, path: &str, body: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(
-        format!(
-            "POST {path} HTTP/1.0\r\nHost: x\r\nContent-Type: text/csv\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).await.unwrap();
-    let status = buf
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = buf
-        .split_once("\r\n\r\n")
-        .map(|x| x.1)
-        .unwrap_or("")
-        .to_string();
-    (status, body)
-}
-
-macro_rules! on_both_engines {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            use super::*;
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let db = TestDb::sqlite();
-                    super::$name(db.store().await).await;
-                }
-            )*
-            #[tokio::test]
-            async fn the_cli_imports_ten_thousand_lines() {
-                let db = TestDb::sqlite();
-                super::the_cli_imports_ten_thousand_lines(db.url.clone()).await;
-            }
-        }
-        mod postgres {
-            use super::*;
-            $(
-                #[tokio::test]
-                #[ignore = "needs postgres"]
-                async fn $name() {
-                    let db = TestDb::postgres().await;
-                    super::$name(db.store().await).await;
-                }
-            )*
-            #[tokio::test]
-            #[ignore = "needs postgres"]
-            async fn the_cli_imports_ten_thousand_lines() {
-                let db = TestDb::postgres().await;
-                super::the_cli_imports_ten_thousand_lines(db.url.clone()).await;
-            }
-        }
-    };
-}
-
 on_both_engines!(
     the_demo_dataset_loads_and_validates,
     manifests_import_good_lines_and_name_bad_ones,
@@ -538,3 +490,16 @@ on_both_engines!(
     the_http_routes_import_and_report,
     an_import_runs_beside_the_ingest_writer,
 );
+
+#[tokio::test]
+async fn the_cli_imports_ten_thousand_lines_on_sqlite() {
+    let db = crate::support::TestDb::sqlite();
+    the_cli_imports_ten_thousand_lines(db.url.clone()).await;
+}
+
+#[tokio::test]
+#[ignore = "needs postgres"]
+async fn the_cli_imports_ten_thousand_lines_on_postgres() {
+    let db = crate::support::TestDb::postgres().await;
+    the_cli_imports_ten_thousand_lines(db.url.clone()).await;
+}

@@ -6,7 +6,7 @@ use parc_protocol::inventory::BatteryInfo;
 use parc_protocol::{Body, Inventory, Presence, Status};
 use parc_server::store::{Item, Quarantined, Retention, Store};
 
-use crate::support::{TestDb, TestDevice, register};
+use crate::support::{TestDevice, register};
 
 fn t(h: u32, m: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 20, h, m, 0).unwrap()
@@ -204,32 +204,6 @@ async fn presence_follows_the_newest_status(store: Store) {
         .await
         .unwrap();
     assert_eq!(store.devices_online().await.unwrap(), 0);
-}
-
-macro_rules! on_both_engines {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            use super::*;
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let db = TestDb::sqlite();
-                    super::$name(db.store().await).await;
-                }
-            )*
-        }
-        mod postgres {
-            use super::*;
-            $(
-                #[tokio::test]
-                #[ignore = "needs postgres"]
-                async fn $name() {
-                    let db = TestDb::postgres().await;
-                    super::$name(db.store().await).await;
-                }
-            )*
-        }
-    };
 }
 
 on_both_engines!(

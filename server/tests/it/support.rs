@@ -283,14 +283,50 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 
 /// Minimal HTTP/1.0 POST of a JSON body returning (status, body).
 pub async fn http_post_json(addr: SocketAddr, path: &str, body: &str) -> (u16, String) {
+    http_post(addr, path, "application/json", body).await
+}
+
+/// Minimal HTTP/1.0 POST returning (status, body).
+pub async fn http_post(
+    addr: SocketAddr,
+    path: &str,
+    content_type: &str,
+    body: &str,
+) -> (u16, String) {
     http_request(
         addr,
         format!(
-            "POST {path} HTTP/1.0\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            "POST {path} HTTP/1.0\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         ),
     )
     .await
+}
+
+/// Runs each named `async fn(Store)` as a test on SQLite, and on PostgreSQL in the
+/// external-service suite.
+macro_rules! on_both_engines {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let db = $crate::support::TestDb::sqlite();
+                    super::$name(db.store().await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                #[ignore = "needs postgres"]
+                async fn $name() {
+                    let db = $crate::support::TestDb::postgres().await;
+                    super::$name(db.store().await).await;
+                }
+            )*
+        }
+    };
 }
 
 async fn http_request(addr: SocketAddr, request: String) -> (u16, String) {
