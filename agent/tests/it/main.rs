@@ -2,6 +2,7 @@
 
 mod collect;
 mod collect_cli;
+mod commands_tls;
 mod config;
 mod enrol;
 mod probes;
