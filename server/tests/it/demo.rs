@@ -99,3 +99,30 @@ fn demo_runs_the_loop_and_refuses_the_impostor() {
     assert_eq!(d0["serial"], "PARCDEMO0000");
     assert_eq!(d0["online"], true);
 }
+
+#[test]
+fn demo_stops_by_itself_and_reports_what_it_stored() {
+    let data = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_parc-server"))
+        .args(["demo", "--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0"])
+        .args([
+            "--devices",
+            "3",
+            "--interval-seconds",
+            "1",
+            "--duration-seconds",
+            "3",
+        ])
+        .arg("--data-dir")
+        .arg(data.path())
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let summary = stdout
+        .lines()
+        .find(|l| l.starts_with("Stopped. Stored"))
+        .unwrap_or_else(|| panic!("no summary in:\n{stdout}"));
+    assert!(summary.contains("from 4 devices"), "{summary}");
+}
