@@ -14,6 +14,7 @@ pub mod ingest;
 pub mod inventory_diff;
 pub mod metrics;
 pub mod procurement;
+pub mod rules;
 pub mod procurement_cli;
 pub mod shutdown;
 pub mod store;
