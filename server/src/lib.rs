@@ -14,7 +14,7 @@ pub mod ingest;
 pub mod inventory_diff;
 pub mod metrics;
 pub mod procurement;
-pub mod rules;
 pub mod procurement_cli;
+pub mod rules;
 pub mod shutdown;
 pub mod store;
