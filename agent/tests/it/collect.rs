@@ -105,9 +105,7 @@ fn placeholder_serials_and_uuid_are_absent_with_a_reason() {
 
 #[test]
 fn an_unreadable_serial_is_permission_denied_not_a_crash() {
-    // The kernel makes product_serial root-only; as root a mode-000 file is still
-    // readable, so the file case only runs unprivileged and the mapping is checked
-    // directly either way.
+    // The kernel makes product_serial root-only.
     assert_eq!(
         reason_for(&std::io::Error::from(std::io::ErrorKind::PermissionDenied)),
         "permission denied"
@@ -116,12 +114,10 @@ fn an_unreadable_serial_is_permission_denied_not_a_crash() {
         reason_for(&std::io::Error::from(std::io::ErrorKind::NotFound)),
         "not present"
     );
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
-        return;
-    }
     use std::os::unix::fs::PermissionsExt as _;
     let dir = tempfile::tempdir().unwrap();
+    // Traversable by the unprivileged user the root case switches to.
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let dmi = dir.path().join("sys/class/dmi/id");
     fs::create_dir_all(&dmi).unwrap();
     fs::write(dmi.join("product_serial"), "PF2ABCDE\n").unwrap();
@@ -130,12 +126,42 @@ fn an_unreadable_serial_is_permission_denied_not_a_crash() {
         fs::Permissions::from_mode(0o000),
     )
     .unwrap();
-    let inv = Collector::new(dir.path(), None, "t").inventory();
-    assert_eq!(inv.identity.system_serial, None);
-    assert_eq!(
-        reason(&inv.unsupported, "identity.system_serial"),
-        Some("permission denied")
-    );
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let (serial, why) = if unsafe { libc::geteuid() } == 0 {
+        // Root reads a mode-000 file anyway: collect as `nobody` in a child process.
+        let out = std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_parc-agent"))
+            .args(["collect", "--root"])
+            .arg(dir.path())
+            .output()
+            .expect("setpriv (util-linux) runs the agent unprivileged");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let body = &v["inventory"]["body"];
+        let why = body["unsupported"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["signal"] == "identity.system_serial")
+            .map(|u| u["reason"].as_str().unwrap().to_string());
+        (
+            body["identity"]["system_serial"]
+                .as_str()
+                .map(str::to_string),
+            why,
+        )
+    } else {
+        let inv = Collector::new(dir.path(), None, "t").inventory();
+        let why = reason(&inv.unsupported, "identity.system_serial").map(str::to_string);
+        (inv.identity.system_serial, why)
+    };
+    assert_eq!(serial, None);
+    assert_eq!(why.as_deref(), Some("permission denied"));
 }
 
 #[test]
