@@ -214,7 +214,7 @@ async fn devices(
     Ok(Json(ingest.store.devices().await?))
 }
 
-fn device_id(id: &str) -> Result<DeviceId, ApiError> {
+pub(crate) fn device_id(id: &str) -> Result<DeviceId, ApiError> {
     DeviceId::parse(id).map_err(|e| ApiError::BadRequest(format!("device id: {e}")))
 }
 
@@ -286,9 +286,10 @@ async fn changes(
     ))
 }
 
+/// `?limit=N` on list routes.
 #[derive(Debug, Deserialize)]
-struct Limit {
-    limit: Option<i64>,
+pub(crate) struct Limit {
+    pub(crate) limit: Option<i64>,
 }
 
 async fn quarantine(

@@ -13,11 +13,10 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::Utc;
-use parc_protocol::DeviceId;
 use serde::Deserialize;
 
 use crate::domain::WarrantyStatus;
-use crate::http::ApiError;
+use crate::http::{ApiError, Limit, device_id};
 use crate::ingest::Ingest;
 use crate::procurement::{
     DeviceWarranty, ImportReport, device_warranty, parse_manifest, today_in_france,
@@ -63,14 +62,9 @@ async fn import_deliveries(
     Ok(Json(report))
 }
 
-#[derive(Debug, Deserialize)]
-struct ReconciliationParams {
-    limit: Option<i64>,
-}
-
 async fn reconciliation(
     State(ingest): State<Arc<Ingest>>,
-    Query(p): Query<ReconciliationParams>,
+    Query(p): Query<Limit>,
 ) -> Result<Json<Reconciliation>, ApiError> {
     let limit = p.limit.unwrap_or(1000).clamp(0, 10_000);
     Ok(Json(ingest.store.reconciliation(limit).await?))
@@ -80,7 +74,7 @@ async fn warranty(
     State(ingest): State<Arc<Ingest>>,
     Path(id): Path<String>,
 ) -> Result<Json<DeviceWarranty>, ApiError> {
-    let id = DeviceId::parse(&id).map_err(|e| ApiError::BadRequest(format!("device id: {e}")))?;
+    let id = device_id(&id)?;
     let delivered = ingest
         .store
         .delivered_device(id.as_str())
