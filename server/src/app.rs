@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::broker::{AuthRequest, BrokerError, EmbeddedBroker};
+use crate::broker::{AuthRequest, BrokerError, EmbeddedBroker, Link};
 use crate::config::ServerConfig;
 use crate::ingest::{BrokerUrl, ExternalMqtt, Ingest, IngestError, IngestOptions};
 use crate::metrics::Metrics;
@@ -37,7 +37,7 @@ pub enum ServerError {
 enum Source {
     Embedded {
         broker: EmbeddedBroker,
-        link: (rumqttd::local::LinkTx, rumqttd::local::LinkRx),
+        link: Link,
         logins: Option<tokio::sync::mpsc::Receiver<AuthRequest>>,
     },
     External(ExternalMqtt),

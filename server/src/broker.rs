@@ -25,6 +25,9 @@ pub enum BrokerError {
     Link { client_id: String, message: String },
 }
 
+/// An in-process client of the embedded broker: what to send on, what to read from.
+pub type Link = (LinkTx, LinkRx);
+
 /// One broker login to check: (client id, user name, password, where to answer).
 pub type AuthRequest = (String, String, String, tokio::sync::oneshot::Sender<bool>);
 
@@ -99,7 +102,7 @@ next_connection_delay_ms = 1
     }
 
     /// An in-process client of the broker.
-    pub fn link(&self, client_id: &str) -> Result<(LinkTx, LinkRx), BrokerError> {
+    pub fn link(&self, client_id: &str) -> Result<Link, BrokerError> {
         self.broker.link(client_id).map_err(|e| BrokerError::Link {
             client_id: client_id.to_string(),
             message: e.to_string(),
