@@ -554,12 +554,18 @@ impl<'a> Work<'a> {
         let (claim_id, claim_ref) = tx
             .insert_ticket(&new, &self.m.options.reference_prefix, doc)
             .await?;
+        // Tickets already opened for members (in this round or earlier) fold into it.
+        let keys: Vec<String> = members
+            .iter()
+            .map(|d| tickets::device_open_key(d, &rule.id))
+            .collect();
+        let earlier = tx.open_tickets(&keys).await?;
         for d in members {
             tx.add_claim_device(claim_id, d, now).await?;
-            // Tickets already opened for members fold into the claim.
             let key = (d.clone(), rule.id.clone());
-            if let Some(ticket) = open.remove(&key) {
-                tx.merge_into(&ticket, claim_id, &claim_ref, now).await?;
+            open.remove(&key);
+            if let Some(ticket) = earlier.iter().find(|t| t.device_id.as_deref() == Some(d)) {
+                tx.merge_into(ticket, claim_id, &claim_ref, now).await?;
                 if ticket.queue == Queue::Holder.as_str() && ticket.sent_at.is_some() {
                     for (channel, dest) in
                         MaintenanceTx::channels_of(lot, self.m.options.email_enabled)

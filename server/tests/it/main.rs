@@ -11,3 +11,4 @@ mod ingest;
 mod pipeline;
 mod procurement;
 mod store;
+mod tickets;
