@@ -852,6 +852,47 @@ pub fn lot_calendar(departement: Option<&str>, opens: &str, closes: &str) -> Bus
     }
 }
 
+/// Lateness of the holder tickets opened in `[from, to)` as of `now`, per ticket and
+/// summed per lot (grouped claims are judged as one ticket; device tickets merged into
+/// one are not counted again).
+pub async fn penalty_report(
+    store: &Store,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<(Vec<tickets::TicketLateness>, Vec<tickets::LotPenalties>), StoreError> {
+    let rows = store.holder_tickets_opened(from, to).await?;
+    let local = |t: Option<DateTime<Utc>>| t.map(france_local_time);
+    let per_ticket: Vec<tickets::TicketLateness> = rows
+        .into_iter()
+        .filter_map(|(t, departement, opens, closes)| {
+            let cal = lot_calendar(
+                departement.as_deref(),
+                opens.as_deref().unwrap_or(""),
+                closes.as_deref().unwrap_or(""),
+            );
+            let clock = tickets::TicketClock {
+                gti_due: local(t.gti_due),
+                gtr_due: local(t.gtr_due),
+                intervened_at: local(match (t.acknowledged_at, t.in_progress_at) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }),
+                resolved_at: local(t.resolved_at),
+            };
+            let per_day = t.penalty_per_day_cents.and_then(|p| u64::try_from(p).ok());
+            Some(tickets::TicketLateness {
+                penalty: tickets::ticket_penalty(&clock, france_local_time(now), &cal, per_day),
+                contract: t.contract_ref?,
+                lot: t.lot_number?,
+                reference: t.reference,
+            })
+        })
+        .collect();
+    let per_lot = tickets::sum_per_lot(&per_ticket);
+    Ok((per_ticket, per_lot))
+}
+
 fn is_battery(signal: Signal) -> bool {
     matches!(
         signal,

@@ -157,6 +157,18 @@ pub(crate) fn from_ms(v: i64) -> DateTime<Utc> {
 }
 
 impl Store {
+    /// A transaction that will write. On SQLite it takes the write lock up front: a
+    /// deferred transaction that reads first and then writes fails at once with
+    /// SQLITE_BUSY (no busy_timeout wait) when another connection wrote meanwhile.
+    pub(crate) async fn begin_write(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        Ok(match self.engine {
+            Engine::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Engine::Postgres => self.pool.begin().await?,
+        })
+    }
+
     /// Opens (creating a SQLite file if needed) and migrates the database at `url`.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let engine = Engine::from_url(url)?;

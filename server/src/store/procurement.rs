@@ -265,13 +265,6 @@ impl Store {
     /// A transaction that will write after reading. On SQLite it takes the write lock
     /// at once: a deferred transaction that reads, then finds the ingest writer has
     /// committed meanwhile, fails with SQLITE_BUSY whatever the busy timeout.
-    async fn begin_write(&self) -> Result<Transaction<'static, Any>, StoreError> {
-        Ok(match self.engine {
-            super::Engine::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            super::Engine::Postgres => self.pool.begin().await?,
-        })
-    }
-
     /// Creates or updates everything the dataset describes, in one transaction.
     /// Idempotent. Nothing absent from the dataset is deleted (deliveries may refer to
     /// it), except an order's lines and funding, which are replaced as a whole.

@@ -115,6 +115,15 @@ const TICKET_COLUMNS: &str = "id, reference, kind, device_id, rule_id, category,
      in_progress_at_ms, resolved_at_ms, closed_at_ms, gti_due_ms, gtr_due_ms, \
      penalty_per_day_cents, occurrences, last_finding_at_ms, bad_since_resolved";
 
+/// `TICKET_COLUMNS` qualified with a table alias, for joins.
+fn ticket_columns_of(alias: &str) -> String {
+    TICKET_COLUMNS
+        .split(", ")
+        .map(|c| format!("{alias}.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn opt_ms(r: &AnyRow, i: usize) -> Result<Option<DateTime<Utc>>, StoreError> {
     Ok(r.try_get::<Option<i64>, _>(i)?.map(from_ms))
 }
@@ -258,7 +267,7 @@ fn id_list(engine: Engine, from: usize, n: usize) -> String {
 impl Store {
     pub async fn begin_maintenance(&self) -> Result<MaintenanceTx, StoreError> {
         Ok(MaintenanceTx {
-            tx: self.pool.begin().await?,
+            tx: self.begin_write().await?,
             engine: self.engine,
         })
     }
@@ -353,13 +362,13 @@ impl Store {
 
     /// Records a successful delivery: marks it, folds older pending updates of the
     /// same ticket and channel into it (it carried the current state), and moves a
-    /// ticket that was waiting to be sent to `sent`.
+    /// `new` ticket to `sent`.
     pub async fn delivery_succeeded(
         &self,
         d: &DueDelivery,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "UPDATE outbox SET delivered_at_ms = $1, outcome = 'delivered', \
              attempts = attempts + 1, last_error = NULL WHERE id = $2",
@@ -384,7 +393,8 @@ impl Store {
             .bind(d.ticket_id)
             .fetch_one(&mut *tx)
             .await?;
-        if status == "new" || status == "reopened" {
+        // A reopened ticket stays `reopened` (its history says it was sent before).
+        if status == "new" {
             set_status(
                 &mut tx,
                 d.ticket_id,
@@ -548,7 +558,7 @@ impl Store {
         notify: &[(String, String)],
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let current: Option<String> =
             sqlx::query_scalar("SELECT status FROM tickets WHERE id = $1")
                 .bind(ticket_id)
@@ -631,23 +641,20 @@ impl Store {
         .await?)
     }
 
-    /// Tickets of the holder queue opened in `[from, to)`, for penalties; `lot`
-    /// restricts to one lot.
+    /// Holder-queue tickets opened in `[from, to)` (claims, not the device tickets
+    /// merged into them), with the site's département and the lot's business hours,
+    /// for penalties.
     pub async fn holder_tickets_opened(
         &self,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<(TicketRow, Option<String>, Option<String>, Option<String>)>, StoreError> {
-        let cols = TICKET_COLUMNS
-            .split(", ")
-            .map(|c| format!("t.{}", c.trim()))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let cols = ticket_columns_of("t");
         let sql = format!(
             "SELECT {cols}, s.departement, lo.business_opens_at, lo.business_closes_at \
              FROM tickets t LEFT JOIN sites s ON s.uai = t.site_uai \
              LEFT JOIN lots lo ON lo.contract_ref = t.contract_ref AND lo.number = t.lot_number \
-             WHERE t.queue = 'holder' AND t.kind = 'device' AND t.parent_id IS NULL \
+             WHERE t.queue = 'holder' AND t.parent_id IS NULL \
              AND t.opened_at_ms >= $1 AND t.opened_at_ms < $2 ORDER BY t.id"
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
@@ -1043,11 +1050,7 @@ impl MaintenanceTx {
         device_id: &str,
         rule_id: &str,
     ) -> Result<Option<TicketRow>, StoreError> {
-        let cols = TICKET_COLUMNS
-            .split(", ")
-            .map(|c| format!("t.{}", c.trim()))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let cols = ticket_columns_of("t");
         let sql = format!(
             "SELECT {cols} FROM tickets t JOIN ticket_devices td ON td.ticket_id = t.id \
              WHERE td.device_id = $1 AND t.rule_id = $2 AND t.kind = 'batch' \

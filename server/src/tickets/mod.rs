@@ -12,7 +12,9 @@ pub mod penalty;
 pub mod routing;
 
 pub use lifecycle::{Actor, Status, TransitionError, check_transition};
-pub use penalty::{TicketClock, TicketPenalty, ticket_penalty};
+pub use penalty::{
+    LotPenalties, TicketClock, TicketLateness, TicketPenalty, sum_per_lot, ticket_penalty,
+};
 pub use routing::{Queue, Route, RouteInput, route};
 
 /// `PREFIX-YEAR-NNNNNN`: short enough to read on the phone, unique per ticket id.

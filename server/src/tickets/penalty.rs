@@ -106,3 +106,82 @@ mod tests {
         assert_eq!(p.penalty_cents, u64::from(p.gti_days_late) * 100);
     }
 }
+
+/// One holder ticket's lateness, for the per-lot report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TicketLateness {
+    pub reference: String,
+    pub contract: String,
+    pub lot: u32,
+    #[serde(flatten)]
+    pub penalty: TicketPenalty,
+}
+
+/// Penalties summed per lot over a period.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LotPenalties {
+    pub contract: String,
+    pub lot: u32,
+    pub tickets: u32,
+    pub gti_breaches: u32,
+    pub gtr_breaches: u32,
+    pub penalty_cents: u64,
+}
+
+/// Sums ticket penalties per lot, lots in (contract, number) order.
+pub fn sum_per_lot(tickets: &[TicketLateness]) -> Vec<LotPenalties> {
+    let mut lots: std::collections::BTreeMap<(String, u32), LotPenalties> = Default::default();
+    for t in tickets {
+        let e = lots
+            .entry((t.contract.clone(), t.lot))
+            .or_insert_with(|| LotPenalties {
+                contract: t.contract.clone(),
+                lot: t.lot,
+                ..Default::default()
+            });
+        e.tickets += 1;
+        e.gti_breaches += u32::from(t.penalty.gti_breached);
+        e.gtr_breaches += u32::from(t.penalty.gtr_breached);
+        e.penalty_cents += t.penalty.penalty_cents;
+    }
+    lots.into_values().collect()
+}
+
+#[cfg(test)]
+mod sum_tests {
+    use super::*;
+
+    #[test]
+    fn penalties_add_up_per_lot() {
+        let t = |contract: &str, lot, gti, gtr, cents| TicketLateness {
+            reference: format!("{contract}-{lot}-{cents}"),
+            contract: contract.into(),
+            lot,
+            penalty: TicketPenalty {
+                gti_breached: gti,
+                gtr_breached: gtr,
+                penalty_cents: cents,
+                ..Default::default()
+            },
+        };
+        let sums = sum_per_lot(&[
+            t("M1", 2, true, false, 5_000),
+            t("M1", 2, true, true, 15_000),
+            t("M1", 1, false, false, 0),
+        ]);
+        assert_eq!(sums.len(), 2);
+        assert_eq!(
+            sums[1],
+            LotPenalties {
+                contract: "M1".into(),
+                lot: 2,
+                tickets: 2,
+                gti_breaches: 2,
+                gtr_breaches: 1,
+                penalty_cents: 20_000
+            }
+        );
+        assert_eq!(sums[0].tickets, 1);
+        assert_eq!(sums[0].penalty_cents, 0);
+    }
+}

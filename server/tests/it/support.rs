@@ -245,6 +245,7 @@ pub async fn publish_all(
             .unwrap();
     }
     let mut acked = 0;
+    let mut refused = 0;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while acked < total {
         let ev = tokio::time::timeout_at(deadline, eventloop.poll())
@@ -253,6 +254,14 @@ pub async fn publish_all(
         match ev {
             Ok(Event::Incoming(Packet::PubAck(_))) => acked += 1,
             Ok(_) => {}
+            // A broker that has only just started may not listen yet: rumqttc keeps
+            // the queued publishes and reconnects on the next poll.
+            Err(rumqttc::ConnectionError::Io(e))
+                if e.kind() == std::io::ErrorKind::ConnectionRefused && refused < 50 =>
+            {
+                refused += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             Err(e) => panic!("publisher {client_id}: {e}"),
         }
     }

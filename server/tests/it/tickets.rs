@@ -182,6 +182,7 @@ impl Drop for SmtpSink {
 
 struct Server {
     store: Store,
+    maintenance: std::sync::Arc<parc_server::maintenance::Maintenance>,
     mqtt_port: u16,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<Result<(), ServerError>>,
@@ -237,6 +238,7 @@ async fn start(db: TestDb, receiver: &Receiver, smtp: Option<&SmtpSink>, extra: 
     cfg.dispatch.smtp_url = smtp.map(|s| format!("smtp://127.0.0.1:{}", s.port));
     let prepared = Prepared::new(cfg).await.unwrap();
     let store = prepared.ingest.store.clone();
+    let maintenance = prepared.maintenance.clone();
     procurement(&store, receiver, extra).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let http = listener.local_addr().unwrap();
@@ -250,6 +252,7 @@ async fn start(db: TestDb, receiver: &Receiver, smtp: Option<&SmtpSink>, extra: 
     .await;
     Server {
         store,
+        maintenance,
         mqtt_port,
         stop: Some(tx),
         task,
@@ -625,4 +628,144 @@ async fn sigkill_between_ticket_and_delivery_still_delivers_exactly_once() {
     let deliveries = store.ticket_deliveries(ticket.id).await.unwrap();
     assert_eq!(deliveries.len(), 1);
     assert_eq!(deliveries[0].outcome.as_deref(), Some("delivered"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_repair_contradicted_by_telemetry_reopens_the_ticket() {
+    use parc_server::tickets::{Actor, Status, check_transition};
+    let receiver = Receiver::start().await;
+    let server = start(TestDb::sqlite(), &receiver, None, 0).await;
+    let store = server.store.clone();
+    let mut d = device(&store, "d-battery-2", 13, IN_WARRANTY_SERIAL).await;
+    report_battery(server.mqtt_port, &mut d, &[50.0, 50.0, 50.0]).await;
+    eventually(15, "sent", || {
+        let r = receiver.clone();
+        async move { !r.accepted("ticket.created").is_empty() }
+    })
+    .await;
+    let t = the_ticket(&store).await;
+    // The holder says it fixed it...
+    let notify = store.holder_channels("mobil-edu", false).await.unwrap();
+    for (from, to) in [
+        (Status::Sent, Status::Acknowledged),
+        (Status::Acknowledged, Status::Resolved),
+    ] {
+        check_transition(from, to, Actor::Holder).unwrap();
+        assert!(
+            store
+                .change_ticket_status(
+                    t.id,
+                    from.as_str(),
+                    to.as_str(),
+                    "holder:mobil-edu",
+                    Some("battery replaced"),
+                    &notify,
+                    chrono::Utc::now()
+                )
+                .await
+                .unwrap()
+        );
+    }
+    // ...a stale `from` is refused (someone moved it meanwhile).
+    assert!(
+        !store
+            .change_ticket_status(
+                t.id,
+                "sent",
+                "acknowledged",
+                "holder:mobil-edu",
+                None,
+                &notify,
+                chrono::Utc::now()
+            )
+            .await
+            .unwrap()
+    );
+    // ...but the battery still reads 50 %: after the rule's three samples it reopens.
+    report_battery(server.mqtt_port, &mut d, &[50.0, 50.0]).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(the_ticket(&store).await.status, "resolved");
+    report_battery(server.mqtt_port, &mut d, &[50.0]).await;
+    let s = store.clone();
+    eventually(15, "reopened", || {
+        let s = s.clone();
+        async move {
+            s.tickets(&TicketScope::All, false, 10).await.unwrap()[0].status == "reopened"
+        }
+    })
+    .await;
+    let t = the_ticket(&store).await;
+    assert_eq!(t.resolved_at, None, "GTR runs again");
+    let actors: Vec<String> = store
+        .ticket_events(t.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.to_status.is_some())
+        .map(|e| format!("{}:{}", e.actor, e.to_status.unwrap()))
+        .collect();
+    assert_eq!(
+        actors,
+        [
+            "system:new",
+            "system:sent",
+            "holder:mobil-edu:acknowledged",
+            "holder:mobil-edu:resolved",
+            "telemetry:reopened"
+        ]
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_silent_for_five_school_days_gets_a_connectivity_ticket_that_its_return_closes() {
+    let receiver = Receiver::start().await;
+    let server = start(TestDb::sqlite(), &receiver, None, 0).await;
+    let store = server.store.clone();
+    let mut d = device(&store, "d-silent", 14, IN_WARRANTY_SERIAL).await;
+    report_battery(server.mqtt_port, &mut d, &[90.0]).await;
+    let s = store.clone();
+    eventually(10, "seen", || {
+        let s = s.clone();
+        async move { s.devices().await.unwrap()[0].last_seen.is_some() }
+    })
+    .await;
+    let now = chrono::Utc::now();
+    // Three days on (a weekend at most in between): not yet five school days.
+    let o = server
+        .maintenance
+        .silence_round(now + chrono::Duration::days(3))
+        .await
+        .unwrap();
+    assert_eq!(o.raised, 0);
+    // Three weeks on: silent for well over five school days.
+    let o = server
+        .maintenance
+        .silence_round(now + chrono::Duration::days(21))
+        .await
+        .unwrap();
+    assert_eq!(o.raised, 1);
+    let t = the_ticket(&store).await;
+    assert_eq!(t.rule_id, "silent_school_days");
+    assert_eq!(t.category, "connectivity");
+    assert_eq!(
+        t.queue, "authority",
+        "connectivity is the authority's business"
+    );
+    // Checking again changes nothing.
+    let o = server
+        .maintenance
+        .silence_round(now + chrono::Duration::days(22))
+        .await
+        .unwrap();
+    assert_eq!(o.raised + o.tickets_opened, 0);
+    // The device reports again: the silence clears and the ticket closes.
+    report_battery(server.mqtt_port, &mut d, &[90.0]).await;
+    let s = store.clone();
+    eventually(15, "closed on return", || {
+        let s = s.clone();
+        async move { s.tickets(&TicketScope::All, false, 10).await.unwrap()[0].status == "closed" }
+    })
+    .await;
+    server.stop().await;
 }
