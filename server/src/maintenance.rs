@@ -8,7 +8,7 @@
 //! open a ticket twice. Only the replica holding the `maintenance` lease works. It must
 //! never send anything itself (that is `dispatch`) nor judge a sample twice.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -127,7 +127,7 @@ impl Maintenance {
         let mut open = open_device_tickets(&mut tx, &ids, &self.options.rules).await?;
         let mut work = Work::new(self, now);
 
-        let mut touched: BTreeMap<(String, String), ()> = BTreeMap::new();
+        let mut touched: BTreeSet<(String, String)> = BTreeSet::new();
         for sample in &samples {
             let (Some(health), Some(ctx)) = (&sample.health, contexts.get(&sample.device_id))
             else {
@@ -142,6 +142,7 @@ impl Maintenance {
             for rule in rules.iter().filter(|r| r.enabled) {
                 let key = (ctx.device_id.clone(), rule.id.clone());
                 let state = states.entry(key.clone()).or_default();
+                let before = state.clone();
                 let readings = state.readings;
                 let transition = if rule.signal == Signal::SilentSchoolDays {
                     // A report ends any silence.
@@ -152,7 +153,9 @@ impl Maintenance {
                 } else {
                     evaluate(rule, state, &input, sample.collected_at)
                 };
-                touched.insert(key.clone(), ());
+                if *state != before {
+                    touched.insert(key.clone());
+                }
                 let read = state.readings > readings;
                 let bad = read && state.last_value.is_some_and(|v| rule.threshold.holds(v));
                 if let Some(t) = transition {
@@ -180,7 +183,7 @@ impl Maintenance {
             }
         }
         let to_save: Vec<(&str, &str, &RuleState)> = touched
-            .keys()
+            .iter()
             .filter_map(|k| states.get(k).map(|s| (k.0.as_str(), k.1.as_str(), s)))
             .collect();
         tx.save_rule_states(&to_save, now).await?;
@@ -602,8 +605,7 @@ impl<'a> Work<'a> {
             .await?;
         let key = (ctx.device_id.clone(), rule.id.clone());
         if let Some(mut ticket) = open.remove(&key) {
-            self.confirm_repair(tx, &mut ticket, rule, value, ctx.lot.as_ref())
-                .await?;
+            self.confirm_repair(tx, &mut ticket, rule, value).await?;
         }
         if let Some(mut claim) = tx.open_claim_of(&ctx.device_id, &rule.id).await? {
             tx.note(
@@ -614,8 +616,7 @@ impl<'a> Work<'a> {
             )
             .await?;
             if tx.claim_devices_still_faulty(claim.id, &rule.id).await? == 0 {
-                self.confirm_repair(tx, &mut claim, rule, value, ctx.lot.as_ref())
-                    .await?;
+                self.confirm_repair(tx, &mut claim, rule, value).await?;
             }
         }
         Ok(())
@@ -628,7 +629,6 @@ impl<'a> Work<'a> {
         ticket: &mut TicketRow,
         rule: &Rule,
         value: f64,
-        _lot: Option<&LotContext>,
     ) -> Result<(), StoreError> {
         if ticket.status != Status::Resolved.as_str() {
             let note = format!("fault cleared by telemetry ({} = {value})", rule.signal);
@@ -680,12 +680,7 @@ impl<'a> Work<'a> {
         let channels = match lot {
             Some(lot) => MaintenanceTx::channels_of(lot, self.m.options.email_enabled),
             None => match &ticket.holder_id {
-                Some(h) => {
-                    self.m
-                        .store
-                        .holder_channels(h, self.m.options.email_enabled)
-                        .await?
-                }
+                Some(h) => tx.holder_channels(h, self.m.options.email_enabled).await?,
                 None => Vec::new(),
             },
         };

@@ -16,7 +16,7 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{Any, AssertSqlSafe, Row as _, Transaction};
 
-use super::batch::param;
+use super::batch::{param, placeholders};
 use super::procurement::{lot_number, parse_day, warranty_terms};
 use super::{Engine, Store, StoreError, from_ms, ms};
 use crate::domain::warranty::WarrantyTerms;
@@ -607,21 +607,8 @@ impl Store {
         holder_id: &str,
         email_enabled: bool,
     ) -> Result<Vec<(String, String)>, StoreError> {
-        let row = sqlx::query(
-            "SELECT webhook_url, webhook_secret, support_email FROM contract_holders WHERE id = $1",
-        )
-        .bind(holder_id.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(match row {
-            Some(r) => channels(
-                r.try_get(0)?,
-                r.try_get::<Option<String>, _>(1)?.is_some(),
-                r.try_get(2)?,
-                email_enabled,
-            ),
-            None => Vec::new(),
-        })
+        let mut conn = self.pool.acquire().await?;
+        holder_channels(&mut conn, holder_id, email_enabled).await
     }
 
     /// Devices to check for silence: those seen before `seen_before`, and those whose
@@ -673,6 +660,28 @@ impl Store {
             })
             .collect()
     }
+}
+
+async fn holder_channels(
+    conn: &mut sqlx::AnyConnection,
+    holder_id: &str,
+    email_enabled: bool,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let row = sqlx::query(
+        "SELECT webhook_url, webhook_secret, support_email FROM contract_holders WHERE id = $1",
+    )
+    .bind(holder_id.to_string())
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(match row {
+        Some(r) => channels(
+            r.try_get(0)?,
+            r.try_get::<Option<String>, _>(1)?.is_some(),
+            r.try_get(2)?,
+            email_enabled,
+        ),
+        None => Vec::new(),
+    })
 }
 
 /// Webhook when the holder has an address and a secret; e-mail when SMTP is set.
@@ -823,13 +832,19 @@ impl MaintenanceTx {
     }
 
     pub async fn delete_inbox(&mut self, samples: &[InboxSample]) -> Result<(), StoreError> {
-        for s in samples {
-            sqlx::query("DELETE FROM rule_inbox WHERE device_id = $1 AND epoch = $2 AND seq = $3")
-                .bind(s.device_id.clone())
-                .bind(s.epoch.clone())
-                .bind(s.seq)
-                .execute(&mut *self.tx)
-                .await?;
+        for chunk in samples.chunks(300) {
+            let sql = format!(
+                "DELETE FROM rule_inbox WHERE (device_id, epoch, seq) IN (VALUES {})",
+                placeholders(self.engine, chunk.len(), 3)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for s in chunk {
+                q = q
+                    .bind(s.device_id.clone())
+                    .bind(s.epoch.clone())
+                    .bind(s.seq);
+            }
+            q.execute(&mut *self.tx).await?;
         }
         Ok(())
     }
@@ -910,19 +925,24 @@ impl MaintenanceTx {
         states: &[(&str, &str, &RuleState)],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        for (device, rule, state) in states {
-            sqlx::query(
+        for chunk in states.chunks(200) {
+            let sql = format!(
                 "INSERT INTO rule_states (device_id, rule_id, raised, state, updated_at_ms) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (device_id, rule_id) DO UPDATE SET \
-                 raised = excluded.raised, state = excluded.state, updated_at_ms = excluded.updated_at_ms",
-            )
-            .bind(device.to_string())
-            .bind(rule.to_string())
-            .bind(i64::from(state.raised))
-            .bind(serde_json::to_string(state).expect("a rule state serializes"))
-            .bind(ms(now))
-            .execute(&mut *self.tx)
-            .await?;
+                 VALUES {} ON CONFLICT (device_id, rule_id) DO UPDATE SET \
+                 raised = excluded.raised, state = excluded.state, \
+                 updated_at_ms = excluded.updated_at_ms",
+                placeholders(self.engine, chunk.len(), 5)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for (device, rule, state) in chunk {
+                q = q
+                    .bind(device.to_string())
+                    .bind(rule.to_string())
+                    .bind(i64::from(state.raised))
+                    .bind(serde_json::to_string(state).expect("a rule state serializes"))
+                    .bind(ms(now));
+            }
+            q.execute(&mut *self.tx).await?;
         }
         Ok(())
     }
@@ -1264,6 +1284,15 @@ impl MaintenanceTx {
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         enqueue(&mut self.tx, ticket_id, channel, destination, event, at).await
+    }
+
+    /// The channels a holder's tickets go out on (see [`Store::holder_channels`]).
+    pub async fn holder_channels(
+        &mut self,
+        holder_id: &str,
+        email_enabled: bool,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        holder_channels(&mut self.tx, holder_id, email_enabled).await
     }
 
     /// Recent readings of a health column for the evidence, oldest first.
