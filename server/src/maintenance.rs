@@ -742,7 +742,7 @@ impl<'a> Work<'a> {
             category: rule.category.as_str().to_string(),
             severity: rule.severity.as_str().to_string(),
             signal: rule.signal.name().to_string(),
-            threshold: rule.threshold.to_string(),
+            threshold: rule.threshold.symbolic(),
             value,
             since: evidence.since,
             samples: evidence.samples,

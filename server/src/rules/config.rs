@@ -158,6 +158,18 @@ impl Threshold {
         }
     }
 
+    /// The comparison as a symbol and its value, e.g. `< 60`: readable in any language.
+    pub fn symbolic(self) -> String {
+        let op = match self {
+            Threshold::Below(_) => "<",
+            Threshold::AtMost(_) => "≤",
+            Threshold::Above(_) => ">",
+            Threshold::AtLeast(_) => "≥",
+            Threshold::Equals(_) => "=",
+        };
+        format!("{op} {}", self.value())
+    }
+
     pub fn key(self) -> &'static str {
         match self {
             Threshold::Below(_) => "below",

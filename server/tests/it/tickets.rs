@@ -229,6 +229,16 @@ async fn procurement(store: &Store, receiver: &Receiver, extra: usize) {
 }
 
 async fn start(db: TestDb, receiver: &Receiver, smtp: Option<&SmtpSink>, extra: usize) -> Server {
+    start_with(db, receiver, smtp, extra, |_| {}).await
+}
+
+async fn start_with(
+    db: TestDb,
+    receiver: &Receiver,
+    smtp: Option<&SmtpSink>,
+    extra: usize,
+    adjust: impl FnOnce(&mut ServerConfig),
+) -> Server {
     let mut cfg = ServerConfig::defaults();
     let mqtt_port = free_port();
     cfg.mqtt.listen = format!("127.0.0.1:{mqtt_port}").parse().unwrap();
@@ -236,6 +246,7 @@ async fn start(db: TestDb, receiver: &Receiver, smtp: Option<&SmtpSink>, extra: 
     cfg.ingest.batch_max_wait_ms = 20;
     cfg.dispatch.retry_first_seconds = 1;
     cfg.dispatch.smtp_url = smtp.map(|s| format!("smtp://127.0.0.1:{}", s.port));
+    adjust(&mut cfg);
     let prepared = Prepared::new(cfg).await.unwrap();
     let store = prepared.ingest.store.clone();
     let maintenance = prepared.maintenance.clone();
@@ -768,4 +779,67 @@ async fn a_device_silent_for_five_school_days_gets_a_connectivity_ticket_that_it
     })
     .await;
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lots_own_battery_threshold_overrides_the_shipped_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        "[[override]]\nlot = \"Lot 2 – Classes mobiles\"\nrule = \"battery_worn\"\nbelow = 45.0\n",
+    )
+    .unwrap();
+    let receiver = Receiver::start().await;
+    let server = start_with(TestDb::sqlite(), &receiver, None, 0, |cfg| {
+        cfg.rules.file = Some(rules.clone());
+    })
+    .await;
+    let store = server.store.clone();
+    let mut d = device(&store, "d-lot-rule", 15, IN_WARRANTY_SERIAL).await;
+    // 52 % is worn by the shipped rule, not by this lot's.
+    report_battery(server.mqtt_port, &mut d, &[52.0, 52.0, 52.0]).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        store
+            .tickets(&TicketScope::All, false, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    report_battery(server.mqtt_port, &mut d, &[44.0, 44.0, 44.0]).await;
+    let s = store.clone();
+    eventually(15, "a ticket at the lot's threshold", || {
+        let s = s.clone();
+        async move { s.tickets(&TicketScope::All, false, 10).await.unwrap().len() == 1 }
+    })
+    .await;
+    let (doc, _) = store
+        .ticket_document(the_ticket(&store).await.id)
+        .await
+        .unwrap();
+    assert_eq!(doc.fault.threshold, "< 45");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_broken_rules_file_stops_the_server_with_the_file_and_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        "[[override]]\nlot = \"L\"\nrule = \"no_such_rule\"\nbelow = 1\n",
+    )
+    .unwrap();
+    let mut cfg = ServerConfig::defaults();
+    let db = TestDb::sqlite();
+    cfg.database.url = Some(db.url.clone());
+    cfg.mqtt.listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    cfg.rules.file = Some(rules.clone());
+    let err = Prepared::new(cfg).await.err().expect("refused");
+    let text = err.to_string();
+    assert!(
+        text.contains("rules.toml") && text.contains("no_such_rule"),
+        "{text}"
+    );
 }
