@@ -113,6 +113,7 @@ impl Prepared {
             options: maintenance_options(&config)?,
             rules_wakeup: ingest.rules_wakeup.clone(),
             dispatch_wakeup: Arc::new(tokio::sync::Notify::new()),
+            lease_renewed: std::sync::Mutex::new(None),
         });
         let dispatcher = Arc::new(Dispatcher::new(store, metrics, dispatch_options(&config))?);
         Ok(Self {
@@ -150,6 +151,8 @@ impl Prepared {
                     tokio::spawn(answer_logins(ingest.clone(), logins, signal.clone()));
                 }
                 let _thread = broker.start();
+                // Ready means devices can connect: wait for the broker's listener.
+                wait_listening(self.config.mqtt.listen).await;
                 tokio::spawn(crate::ingest::run_embedded(
                     ingest.clone(),
                     link.0,
@@ -251,6 +254,24 @@ pub fn dispatch_options(config: &ServerConfig) -> DispatchOptions {
         max_attempts: d.max_attempts,
         timeout: Duration::from_secs(u64::from(d.timeout_seconds)),
     }
+}
+
+/// Waits (at most 10 s) until something accepts TCP connections on `addr`.
+async fn wait_listening(addr: std::net::SocketAddr) {
+    let mut probe = addr;
+    if probe.ip().is_unspecified() {
+        probe.set_ip(match addr {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(probe).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tracing::warn!(%addr, "the embedded MQTT broker is not accepting connections after 10 s");
 }
 
 /// Answers the embedded broker's login checks: a device logs in with its id as user

@@ -62,6 +62,8 @@ pub struct Maintenance {
     pub rules_wakeup: Arc<tokio::sync::Notify>,
     /// Woken here after a round queued deliveries.
     pub dispatch_wakeup: Arc<tokio::sync::Notify>,
+    /// When this replica last renewed the lease it holds.
+    pub lease_renewed: std::sync::Mutex<Option<DateTime<Utc>>>,
 }
 
 /// What one round did.
@@ -75,7 +77,15 @@ pub struct RoundOutcome {
 }
 
 impl Maintenance {
+    /// Whether this replica holds the maintenance lease, renewing it in the database
+    /// at most every third of its TTL (both workers ask often).
     pub async fn holds_lease(&self, now: DateTime<Utc>) -> bool {
+        let renew_every = chrono::Duration::seconds(LEASE_TTL_SECONDS / 3);
+        if let Some(at) = *self.lease_renewed.lock().expect("lease mutex")
+            && now - at < renew_every
+        {
+            return true;
+        }
         match self
             .store
             .take_lease(
@@ -86,9 +96,13 @@ impl Maintenance {
             )
             .await
         {
-            Ok(held) => held,
+            Ok(held) => {
+                *self.lease_renewed.lock().expect("lease mutex") = held.then_some(now);
+                held
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "taking the maintenance lease failed");
+                *self.lease_renewed.lock().expect("lease mutex") = None;
                 false
             }
         }

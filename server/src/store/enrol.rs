@@ -143,7 +143,7 @@ impl Store {
         req: &EnrolmentRequest<'_>,
         now: DateTime<Utc>,
     ) -> Result<Result<Enrolled, EnrolmentRefused>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let sql =
             format!("SELECT {TOKEN_COLUMNS}, secret_sha256 FROM enrollment_tokens WHERE id = $1");
         let Some(row) = sqlx::query(AssertSqlSafe(sql))
