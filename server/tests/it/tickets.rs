@@ -843,3 +843,69 @@ async fn a_broken_rules_file_stops_the_server_with_the_file_and_the_problem() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn penalties_count_business_days_late_per_ticket_and_per_lot() {
+    use chrono::{TimeZone as _, Utc};
+    use parc_server::store::Item;
+    // A server that is prepared but not running: the test drives the rounds itself,
+    // with a clock ten days in the past.
+    let db = TestDb::sqlite();
+    let receiver = Receiver::start().await;
+    let mut cfg = ServerConfig::defaults();
+    cfg.database.url = Some(db.url.clone());
+    cfg.mqtt.listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let prepared = Prepared::new(cfg).await.unwrap();
+    let store = prepared.ingest.store.clone();
+    procurement(&store, &receiver, 0).await;
+    let mut d = device(&store, "d-penalty", 16, IN_WARRANTY_SERIAL).await;
+    let items: Vec<Item> = (0..3)
+        .map(|_| Item::Accepted(Box::new(d.health(40.0))))
+        .collect();
+    let now = Utc::now();
+    store
+        .write_batch(&items, now, now - chrono::Duration::days(30))
+        .await
+        .unwrap();
+    // Opened Monday 2026-11-09 at 10:00 Paris time: lot 2 promises GTI 2 business
+    // days, GTR 5 (09:00–18:00 by default).
+    let opened = Utc.with_ymd_and_hms(2026, 11, 9, 9, 0, 0).unwrap();
+    let o = prepared.maintenance.round(opened).await.unwrap();
+    assert_eq!(o.tickets_opened, 1);
+    let t = the_ticket(&store).await;
+    assert!(t.gti_due.unwrap() > opened && t.gtr_due.unwrap() > t.gti_due.unwrap());
+
+    // Nobody acknowledged it; judged on Friday 2026-11-20 at 12:00 Paris time.
+    let judged = Utc.with_ymd_and_hms(2026, 11, 20, 11, 0, 0).unwrap();
+    let (tickets, lots) = parc_server::maintenance::penalty_report(
+        &store,
+        opened - chrono::Duration::days(1),
+        judged,
+        judged,
+    )
+    .await
+    .unwrap();
+    assert_eq!(tickets.len(), 1);
+    let p = tickets[0].penalty;
+    assert!(p.gti_breached && p.gtr_breached, "{p:?}");
+    // Wed 11 is Armistice day. GTI: 2 business days → due Thu 12 10:00; late Thu 12
+    // (started), Fri 13, Mon 16 … Fri 20 (started) = 7 business days.
+    assert_eq!(p.gti_days_late, 7, "{p:?}");
+    // GTR: 5 business days → due Tue 17 10:00; late Tue 17 … Fri 20 = 4.
+    assert_eq!(p.gtr_days_late, 4, "{p:?}");
+    // Lot 2 charges 50 € per day late.
+    assert_eq!(p.penalty_cents, (7 + 4) * 5_000);
+    assert_eq!(lots.len(), 1);
+    assert_eq!((lots[0].contract.as_str(), lots[0].lot), ("HV-2024-017", 2));
+    assert_eq!(lots[0].penalty_cents, p.penalty_cents);
+    // A ticket opened outside the period is not counted.
+    let (none, _) = parc_server::maintenance::penalty_report(
+        &store,
+        judged,
+        judged + chrono::Duration::days(1),
+        judged,
+    )
+    .await
+    .unwrap();
+    assert!(none.is_empty());
+}
