@@ -78,6 +78,12 @@ impl Dev {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PARC_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
     let dir = tempfile::tempdir()?;
     let mut cfg = ServerConfig::defaults();
     let mqtt = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
@@ -173,12 +179,16 @@ async fn main() -> Result<()> {
         });
     }
 
+    let ingest = prepared.ingest.clone();
     let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(prepared.run(http, async {
         let _ = stop_rx.await;
     }));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Publishes before the server subscribed would reach nobody.
+    while !ingest.connected.load(std::sync::atomic::Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     let mut opts = MqttOptions::new("latency-bench", "127.0.0.1", mqtt.port());
     opts.set_keep_alive(Duration::from_secs(30));
@@ -227,6 +237,16 @@ async fn main() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let arrivals = arrivals.lock().unwrap().clone();
+    if arrivals.len() < devs.len() {
+        eprintln!("stored: {:?}", store.counts().await?);
+        eprintln!(
+            "tickets: {}",
+            store
+                .tickets(&parc_server::store::TicketScope::All, false, 100_000)
+                .await?
+                .len()
+        );
+    }
     ensure!(
         arrivals.len() == devs.len(),
         "{} of {} tickets delivered within 60 s",

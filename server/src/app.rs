@@ -256,7 +256,9 @@ pub fn dispatch_options(config: &ServerConfig) -> DispatchOptions {
     }
 }
 
-/// Waits (at most 10 s) until something accepts TCP connections on `addr`.
+/// Waits (at most 10 s) until something listens on `addr`'s port. On Linux it reads
+/// the socket tables, which the broker does not notice (a probe connection makes
+/// rumqttd log an error); elsewhere it connects.
 async fn wait_listening(addr: std::net::SocketAddr) {
     let mut probe = addr;
     if probe.ip().is_unspecified() {
@@ -266,12 +268,42 @@ async fn wait_listening(addr: std::net::SocketAddr) {
         });
     }
     for _ in 0..200 {
-        if tokio::net::TcpStream::connect(probe).await.is_ok() {
+        let up = match listening_on(addr.port()) {
+            Some(up) => up,
+            None => tokio::net::TcpStream::connect(probe).await.is_ok(),
+        };
+        if up {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tracing::warn!(%addr, "the embedded MQTT broker is not accepting connections after 10 s");
+}
+
+/// Whether a TCP socket is in LISTEN state on `port`, from /proc/net/tcp{,6};
+/// `None` where those tables cannot be read.
+fn listening_on(port: u16) -> Option<bool> {
+    let mut read_any = false;
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        read_any = true;
+        let listening = text.lines().skip(1).any(|line| {
+            let mut cols = line.split_whitespace();
+            let local = cols.nth(1);
+            let state = cols.nth(1);
+            state == Some("0A")
+                && local
+                    .and_then(|l| l.rsplit(':').next())
+                    .and_then(|p| u16::from_str_radix(p, 16).ok())
+                    == Some(port)
+        });
+        if listening {
+            return Some(true);
+        }
+    }
+    read_any.then_some(false)
 }
 
 /// Answers the embedded broker's login checks: a device logs in with its id as user

@@ -307,12 +307,14 @@ pub async fn run_embedded(
     mut rx: LinkRx,
     shutdown: Shutdown,
 ) -> Result<(), IngestError> {
-    for filter in parc_protocol::server_filters(None) {
-        tx.subscribe(filter)
+    let filters = parc_protocol::server_filters(None);
+    for filter in &filters {
+        tx.subscribe(filter.clone())
             .map_err(|e| IngestError::Link(e.to_string()))?;
     }
-    ingest.connected.store(true, Ordering::Relaxed);
-    ingest.metrics.mqtt_connected.set(1);
+    // Subscribed once the router acknowledged every filter: a device publishing before
+    // that would reach nobody, so readiness waits for the acks.
+    let mut unacked = filters.len();
     let (queue, queue_rx) = mpsc::channel(ingest.options.queue_capacity);
     let writer = tokio::spawn(writer(ingest.clone(), queue_rx, None, shutdown.clone()));
     let stop = shutdown.wait();
@@ -325,8 +327,25 @@ pub async fn run_embedded(
                 Err(e) => break Err(IngestError::Link(e.to_string())),
             },
         };
-        let Some(Notification::Forward(forward)) = notification else {
-            continue;
+        let forward = match notification {
+            Some(Notification::Forward(forward)) => forward,
+            // The router stopped feeding this link (its buffer filled up): say it is
+            // ready again, or the rest of the data stays in the broker's log.
+            Some(Notification::Unschedule) => {
+                if let Err(e) = rx.wake().await {
+                    break Err(IngestError::Link(e.to_string()));
+                }
+                continue;
+            }
+            Some(Notification::DeviceAck(_)) if unacked > 0 => {
+                unacked -= 1;
+                if unacked == 0 {
+                    ingest.connected.store(true, Ordering::Relaxed);
+                    ingest.metrics.mqtt_connected.set(1);
+                }
+                continue;
+            }
+            _ => continue,
         };
         let topic = String::from_utf8_lossy(&forward.publish.topic).into_owned();
         let item = loop {

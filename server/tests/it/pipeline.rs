@@ -312,3 +312,40 @@ async fn readiness_reports_the_database_and_broker_and_metrics_are_exposed() {
     }
     server.stop().await;
 }
+
+/// More than the embedded broker's link buffer holds at once (rumqttd unschedules a
+/// link whose buffer fills up; the ingest must ask for more, or the rest of the burst
+/// stays in the broker's log).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_bigger_than_the_brokers_link_buffer_is_stored_whole() {
+    const DEVICES: usize = 10;
+    const EACH: usize = 300;
+    let server = start(TestDb::sqlite(), None).await;
+    let mut devices: Vec<TestDevice> = (0..DEVICES)
+        .map(|n| TestDevice::new(&format!("d-burst-{n:02}"), 40 + n as u8))
+        .collect();
+    register(&server.store, &devices).await;
+    let mut publishers = Vec::new();
+    for d in &mut devices {
+        let frames: Vec<_> = (0..EACH)
+            .map(|i| {
+                let m = d.health(90.0 - (i % 10) as f64);
+                d.seal(&m)
+            })
+            .collect();
+        let (port, id, login) = (server.mqtt_port, format!("burst-{}", d.id), d.login());
+        publishers.push(tokio::spawn(async move {
+            publish_all(port, &id, login, frames).await
+        }));
+    }
+    for p in publishers {
+        p.await.unwrap();
+    }
+    let store = server.store.clone();
+    eventually(30, "the whole burst stored", || {
+        let store = store.clone();
+        async move { store.counts().await.unwrap().health_samples == (DEVICES * EACH) as i64 }
+    })
+    .await;
+    server.stop().await;
+}
