@@ -9,4 +9,5 @@ mod probes;
 mod spool;
 mod stability;
 mod support;
+mod update;
 mod uplink;

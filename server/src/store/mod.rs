@@ -11,6 +11,7 @@ mod batch;
 mod enrol;
 mod procurement;
 mod query;
+mod releases;
 
 use std::time::Duration;
 
@@ -26,6 +27,7 @@ pub use procurement::{
     OrderRow, Reconciliation, SiteRow, UnmatchedDevice, load_demo_dataset,
 };
 pub use query::{Counts, DeviceRow, HealthPoint, HourlyPoint, InventoryChangeRow, QuarantineRow};
+pub use releases::{NewRelease, UpdateEventRow, VersionCount};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
