@@ -5,6 +5,8 @@ mod collect_cli;
 mod commands_tls;
 mod config;
 mod enrol;
+mod mosquitto_certs;
+mod packaging;
 mod probes;
 mod spool;
 mod stability;
