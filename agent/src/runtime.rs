@@ -449,7 +449,16 @@ pub async fn run_with(
                     }
                     Command::UpdateAvailable { version: wanted, channel, manifest_url } => {
                         tracing::info!(%wanted, %channel, "an agent update is available");
-                        if installing.is_some() || probation.is_some() {
+                        // The server announces every channel's release; this device
+                        // follows one.
+                        let manifest_url = if manifest_url.starts_with('/') {
+                            format!("{}{manifest_url}", agent.cfg.server.url.trim_end_matches('/'))
+                        } else {
+                            manifest_url
+                        };
+                        if channel != agent.cfg.update.channel {
+                            tracing::info!(%channel, "not this device's release channel; ignored");
+                        } else if installing.is_some() || probation.is_some() {
                             tracing::info!("an update is already in progress; ignored");
                         } else {
                             match &updater {

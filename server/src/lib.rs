@@ -4,6 +4,7 @@
 pub mod app;
 pub mod broker;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod demo;
 pub mod domain;

@@ -142,6 +142,36 @@ pub fn manifest_for(
     }
 }
 
+/// What to announce to a device running `agent_version`: per channel, the newest
+/// release that reaches it and is newer than what it runs. The device ignores the
+/// channels it does not follow. Nothing for a device whose version is unknown or not
+/// a semantic version.
+pub fn announcements_for(
+    releases: &[ReleaseInfo],
+    device_id: &str,
+    site: Option<&str>,
+    agent_version: Option<&str>,
+) -> Vec<(String, String)> {
+    let Some(running) = agent_version.and_then(|v| semver::Version::parse(v).ok()) else {
+        return Vec::new();
+    };
+    let mut best: Vec<(String, semver::Version)> = Vec::new();
+    for r in releases {
+        let Ok(v) = semver::Version::parse(&r.version) else {
+            continue;
+        };
+        if v <= running || !reaches(&r.rollout, &r.version, Some(device_id), site) {
+            continue;
+        }
+        match best.iter_mut().find(|(c, _)| *c == r.channel) {
+            Some((_, b)) if *b >= v => {}
+            Some((_, b)) => *b = v,
+            None => best.push((r.channel.clone(), v)),
+        }
+    }
+    best.into_iter().map(|(c, v)| (c, v.to_string())).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,6 +212,44 @@ mod tests {
         assert!(!reaches(&r, "1.1.0", Some("d-1"), None));
         assert!(!reaches(&r, "1.1.0", None, Some("0570001S")));
         assert!(reaches(&rollout(100, &[]), "1.1.0", None, None));
+    }
+
+    fn release(channel: &str, version: &str, percent: i64) -> ReleaseInfo {
+        ReleaseInfo {
+            channel: channel.into(),
+            version: version.into(),
+            file_name: format!("parc-agent-{version}-x86_64-unknown-linux-gnu.tar.gz"),
+            target: "x86_64-unknown-linux-gnu".into(),
+            sha256: String::new(),
+            size_bytes: 0,
+            published_at: DateTime::default(),
+            rollout: rollout(percent, &[]),
+        }
+    }
+
+    #[test]
+    fn a_device_is_told_of_the_newest_release_per_channel_that_reaches_it() {
+        let rs = [
+            release("stable", "1.1.0", 100),
+            release("stable", "1.2.0", 100),
+            release("stable", "1.3.0", 0),
+            release("pilot", "1.3.0", 100),
+        ];
+        let mut got = announcements_for(&rs, "d-1", None, Some("1.0.0"));
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                ("pilot".into(), "1.3.0".into()),
+                ("stable".into(), "1.2.0".into())
+            ]
+        );
+        assert_eq!(
+            announcements_for(&rs, "d-1", None, Some("1.3.0")),
+            Vec::<(String, String)>::new()
+        );
+        assert!(announcements_for(&rs, "d-1", None, None).is_empty());
+        assert!(announcements_for(&rs, "d-1", None, Some("garbage")).is_empty());
     }
 
     #[test]

@@ -847,3 +847,116 @@ async fn publish_raw(port: u16, topic: String, payload: Vec<u8>) {
         }
     }
 }
+
+/// The server announces a release to the online devices its rollout reaches (signed
+/// `update_available` through its embedded broker), once widened; the daemon follows
+/// its own channel only and installs the stable release.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn widening_a_rollout_announces_the_release_and_the_daemon_installs_it() {
+    let server = start_server_with(|cfg| cfg.releases.announce_interval_seconds = 1).await;
+    let key = signing_key();
+    let files = tempfile::tempdir().unwrap();
+    publish(
+        &server,
+        &signed_release(files.path(), "0.2.0", &key),
+        "0.2.0",
+        0,
+        &[],
+    )
+    .await;
+    // A pilot release reaching everyone: announced too, but not this device's channel.
+    let pilot = signed_release(files.path(), "0.3.0", &key);
+    parc_server::releases_cli::publish(
+        &server.store,
+        &pilot,
+        "0.3.0",
+        "pilot",
+        100,
+        &[],
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+
+    let state = tempfile::tempdir().unwrap();
+    let inv = Collector::new(fixture("laptop"), None, "0.1.0").inventory();
+    let e = enroll(
+        &format!("http://{}", server.http),
+        &request_from_inventory(&inv, &token(&server.store).await, "0.1.0"),
+        None,
+        &StateDir::new(state.path()),
+    )
+    .await
+    .unwrap();
+    let install = Install::new(vec![public(&key)]);
+    let broker = format!("mqtt://127.0.0.1:{}", server.mqtt_port);
+    let text = config_text(&broker, state.path(), "protocol = \"v4\"\n")
+        + &format!(
+            "[server]\nurl = \"http://{}\"\n[update]\ninstall_path = \"{}\"\n",
+            server.http,
+            install.updater.install_path.display()
+        );
+    let cfg = AgentConfig::parse(&text).unwrap();
+    let daemon = tokio::spawn(run_with(
+        cfg,
+        std::future::pending(),
+        RunOptions {
+            version: "0.1.0".into(),
+            release_keys: vec![public(&key)],
+        },
+    ));
+    let store = server.store.clone();
+    let d = e.device_id.clone();
+    eventually_async(30, "the device is online", || {
+        let store = store.clone();
+        let d = d.clone();
+        async move { device_row(&store, &d).await.and_then(|r| r.online) == Some(true) }
+    })
+    .await;
+    // At 0 % nobody is told: give the announcer a few rounds.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(!daemon.is_finished(), "nothing was announced at 0 %");
+    assert!(
+        !server
+            .store
+            .was_announced(d.as_str(), "stable", "0.2.0")
+            .await
+            .unwrap()
+    );
+    assert!(
+        server
+            .store
+            .was_announced(d.as_str(), "pilot", "0.3.0")
+            .await
+            .unwrap()
+    );
+
+    server
+        .store
+        .set_rollout("stable", "0.2.0", 100, &[], Utc::now())
+        .await
+        .unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(30), daemon)
+        .await
+        .expect("the announcement arrives and the daemon installs")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        outcome,
+        RunOutcome::RestartForUpdate {
+            version: "0.2.0".into()
+        }
+    );
+    assert_eq!(
+        install.installed(),
+        String::from_utf8(script("0.2.0")).unwrap()
+    );
+    assert!(
+        server
+            .store
+            .was_announced(d.as_str(), "stable", "0.2.0")
+            .await
+            .unwrap()
+    );
+    let _ = server.stop.send(());
+}

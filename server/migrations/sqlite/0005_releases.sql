@@ -20,3 +20,12 @@ CREATE TABLE agent_releases (
     PRIMARY KEY (channel, file_name)
 );
 CREATE INDEX agent_releases_version ON agent_releases (channel, version);
+
+-- update_available commands sent, so that each device is told once per release.
+CREATE TABLE release_announcements (
+    device_id        TEXT NOT NULL,
+    channel          TEXT NOT NULL,
+    version          TEXT NOT NULL,
+    announced_at_ms  INTEGER NOT NULL,
+    PRIMARY KEY (device_id, channel, version)
+);

@@ -27,7 +27,7 @@ pub use procurement::{
     OrderRow, Reconciliation, SiteRow, UnmatchedDevice, load_demo_dataset,
 };
 pub use query::{Counts, DeviceRow, HealthPoint, HourlyPoint, InventoryChangeRow, QuarantineRow};
-pub use releases::{NewRelease, UpdateEventRow, VersionCount};
+pub use releases::{AnnounceTarget, NewRelease, UpdateEventRow, VersionCount};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");

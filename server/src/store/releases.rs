@@ -35,6 +35,15 @@ pub struct UpdateEventRow {
     pub data: Option<serde_json::Value>,
 }
 
+/// An online device that may be told of a release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnnounceTarget {
+    pub device_id: String,
+    pub key_b64: String,
+    pub agent_version: Option<String>,
+    pub site: Option<String>,
+}
+
 /// How many devices run each agent version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct VersionCount {
@@ -211,6 +220,68 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// Online, non-revoked devices with what a rollout decision needs.
+    pub async fn announce_targets(&self) -> Result<Vec<AnnounceTarget>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT d.device_id, d.key_b64, d.agent_version, dl.site_uai, t.scope FROM devices d \
+             LEFT JOIN deliveries dl ON dl.serial = d.serial \
+             LEFT JOIN enrollment_tokens t ON t.id = d.token_id \
+             WHERE d.online AND d.revoked_at_ms IS NULL ORDER BY d.device_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let delivered: Option<String> = r.try_get(3)?;
+                let scope: Option<String> = r.try_get(4)?;
+                Ok(AnnounceTarget {
+                    device_id: r.try_get(0)?,
+                    key_b64: r.try_get(1)?,
+                    agent_version: r.try_get(2)?,
+                    site: delivered.or(scope),
+                })
+            })
+            .collect()
+    }
+
+    /// Whether `device` was already told of `version` on `channel`.
+    pub async fn was_announced(
+        &self,
+        device: &str,
+        channel: &str,
+        version: &str,
+    ) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT 1 FROM release_announcements WHERE device_id = $1 AND channel = $2 AND version = $3",
+        )
+        .bind(device.to_string())
+        .bind(channel.to_string())
+        .bind(version.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    pub async fn record_announcement(
+        &self,
+        device: &str,
+        channel: &str,
+        version: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO release_announcements (device_id, channel, version, announced_at_ms) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (device_id, channel, version) DO NOTHING",
+        )
+        .bind(device.to_string())
+        .bind(channel.to_string())
+        .bind(version.to_string())
+        .bind(ms(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// Devices per reported agent version (revoked devices left out).
