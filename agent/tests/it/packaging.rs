@@ -52,7 +52,7 @@ fn mode(p: &Path) -> u32 {
 }
 
 #[test]
-#[ignore = "needs cargo-deb and dpkg-deb"]
+#[ignore = "needs cargo-deb, dpkg-deb and systemd-analyze"]
 fn the_agent_deb_installs_its_binary_config_user_and_hardened_unit() {
     let work = tempfile::tempdir().unwrap();
     let deb = build_deb(work.path());
@@ -156,4 +156,29 @@ fn the_agent_deb_installs_its_binary_config_user_and_hardened_unit() {
     );
     // No other privilege: no root, no PrivateDevices (smartctl opens the disks).
     assert!(!unit.lines().any(|l| l.starts_with("User=root")));
+
+    // systemd parses every directive (an unknown or misspelt key is only a warning at
+    // boot, silently dropping the hardening it names). The executables are not
+    // installed on this host: those complaints are expected.
+    let units = work.path().join("units");
+    std::fs::create_dir_all(&units).unwrap();
+    std::fs::copy(
+        root.join("usr/lib/systemd/system/parc-agent.service"),
+        units.join("parc-agent.service"),
+    )
+    .unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(units.join("parc-agent.service"))
+        .output()
+        .expect("systemd-analyze is installed (systemd)");
+    let complaints = String::from_utf8_lossy(&out.stderr).into_owned();
+    let unexpected: Vec<&str> = complaints
+        .lines()
+        .filter(|l| !l.contains("is not executable: No such file or directory"))
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "systemd-analyze verify: {unexpected:?}"
+    );
 }
