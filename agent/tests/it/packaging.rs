@@ -133,6 +133,7 @@ fn the_agent_deb_installs_its_binary_config_user_and_hardened_unit() {
         std::fs::read_to_string(root.join("usr/lib/systemd/system/parc-agent.service")).unwrap();
     for line in [
         "User=parc-agent",
+        "ConditionPathExists=/var/lib/parc/agent/enrollment.json",
         "ExecStartPre=/usr/bin/parc-agent --config /etc/parc/agent.toml validate-config",
         "ExecStartPre=-/var/lib/parc/agent/update/previous-parc-agent --config /etc/parc/agent.toml update-guard --install-path /var/lib/parc/agent/bin/parc-agent",
         "ExecStart=/var/lib/parc/agent/bin/parc-agent --config /etc/parc/agent.toml run",
