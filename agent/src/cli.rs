@@ -63,6 +63,14 @@ pub enum Command {
         #[arg(long, default_value_t = 60)]
         timeout_seconds: u64,
     },
+    /// Before the daemon starts (systemd ExecStartPre, run with the kept previous
+    /// binary): restore the previous version if the installed one is on probation past
+    /// its deadline. Exit 0 either way.
+    UpdateGuard {
+        /// The executable the service runs and updates replace.
+        #[arg(long)]
+        install_path: Option<PathBuf>,
+    },
     /// Show enrolment, broker reachability, last publication and spool figures.
     Status {
         /// Machine-readable JSON.
@@ -162,9 +170,37 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Run => {
             let cfg = AgentConfig::load(cli.config.as_deref()).context("loading configuration")?;
-            tokio_runtime()?
+            let outcome = tokio_runtime()?
                 .block_on(crate::runtime::run(cfg, termination()))
                 .context("agent failed")?;
+            Ok(match outcome {
+                crate::runtime::RunOutcome::Stopped => ExitCode::SUCCESS,
+                // systemd (Restart=on-failure, RestartForceExitStatus=75) starts the binary
+                // now installed.
+                crate::runtime::RunOutcome::RestartForUpdate { .. }
+                | crate::runtime::RunOutcome::RolledBack { .. } => {
+                    ExitCode::from(crate::update::EXIT_RESTART)
+                }
+            })
+        }
+        Command::UpdateGuard { install_path } => {
+            let mut cfg =
+                AgentConfig::load(cli.config.as_deref()).context("loading configuration")?;
+            if let Some(p) = install_path {
+                cfg.update.install_path = p;
+            }
+            anyhow::ensure!(
+                !cfg.update.install_path.as_os_str().is_empty(),
+                "update-guard needs --install-path or update.install_path (it runs as the kept \
+                 previous binary, not as the installed one)"
+            );
+            let u = crate::update::Updater::from_config(&cfg, crate::runtime::AGENT_VERSION)
+                .map_err(anyhow::Error::msg)?;
+            if u.guard(chrono::Utc::now())
+                .context("restoring the previous version")?
+            {
+                println!("the version on probation missed its deadline: previous version restored");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Once { timeout_seconds } => {

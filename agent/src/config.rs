@@ -38,6 +38,8 @@ pub struct AgentConfig {
     pub spool: SpoolSection,
     pub state: StateSection,
     #[serde(default)]
+    pub update: UpdateSection,
+    #[serde(default)]
     pub probes: Vec<ProbeConfig>,
 }
 
@@ -124,6 +126,36 @@ pub struct SpoolSection {
 pub struct StateSection {
     /// Where enrolment credentials, the spool and the epoch live.
     pub dir: PathBuf,
+}
+
+/// Self-update from the server's signed releases (see [`crate::update`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpdateSection {
+    /// Apply `update_available` commands; false refuses them (each refusal reported).
+    pub enabled: bool,
+    /// Release channel this device follows: "stable" or "pilot".
+    pub channel: String,
+    /// The executable replaced by an update; empty means the running one.
+    pub install_path: PathBuf,
+    /// After restarting into a new version, it must reach the broker within this many
+    /// seconds or the previous binary is restored.
+    pub health_timeout_seconds: u32,
+    /// PEM file of a private CA to trust (only) for the release downloads; empty means
+    /// the system roots.
+    pub ca_file: PathBuf,
+}
+
+impl Default for UpdateSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            channel: "stable".into(),
+            install_path: PathBuf::new(),
+            health_timeout_seconds: 300,
+            ca_file: PathBuf::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -224,6 +256,18 @@ impl AgentConfig {
         }
         if self.spool.max_bytes < 1024 * 1024 {
             return Err(("spool.max_bytes", "must be at least 1 MiB".into()));
+        }
+        if !matches!(self.update.channel.as_str(), "stable" | "pilot") {
+            return Err((
+                "update.channel",
+                format!("{:?} must be \"stable\" or \"pilot\"", self.update.channel),
+            ));
+        }
+        if !(1..=86_400).contains(&self.update.health_timeout_seconds) {
+            return Err((
+                "update.health_timeout_seconds",
+                "must be between 1 and 86400".into(),
+            ));
         }
         for p in &self.probes {
             if !(p.url.starts_with("http://") || p.url.starts_with("https://")) {

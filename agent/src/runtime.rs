@@ -27,6 +27,7 @@ use crate::config::AgentConfig;
 use crate::outbox::Outbox;
 use crate::spool::{Spool, SpoolError, SpoolStats};
 use crate::state::{Enrollment, StateDir, StateError, random_epoch, write_atomic};
+use crate::update::{UpdateRefused, Updater};
 use crate::uplink::{Uplink, UplinkError, UplinkEvent, UplinkSettings};
 
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -46,6 +47,18 @@ pub enum RuntimeError {
     BadKey(String),
     #[error("internal task failed: {0}")]
     Task(String),
+}
+
+/// Why the daemon returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// The shutdown future completed.
+    Stopped,
+    /// A new version was installed: the service manager must start it (exit code 75).
+    RestartForUpdate { version: String },
+    /// The version on probation did not prove healthy in time and the previous binary
+    /// was restored: the service manager must start it (exit code 75).
+    RolledBack { version: String },
 }
 
 /// What `once` achieved.
@@ -72,6 +85,8 @@ pub struct DaemonSnapshot {
 /// Everything a running agent needs, opened from the configuration.
 struct Agent {
     cfg: AgentConfig,
+    /// The version this agent reports (the build's, unless a test impersonates another).
+    version: String,
     state: StateDir,
     enrollment: Enrollment,
     spool: Arc<Spool>,
@@ -79,7 +94,7 @@ struct Agent {
 }
 
 impl Agent {
-    async fn open(cfg: AgentConfig) -> Result<Self, RuntimeError> {
+    async fn open(cfg: AgentConfig, version: &str) -> Result<Self, RuntimeError> {
         let state = StateDir::new(&cfg.state.dir);
         let enrollment = state.enrollment()?;
         let key = enrollment.key().map_err(RuntimeError::BadKey)?;
@@ -91,6 +106,7 @@ impl Agent {
         let outbox = Outbox::new(enrollment.device_id.clone(), key, spool.epoch().clone());
         Ok(Self {
             cfg,
+            version: version.to_string(),
             state,
             enrollment,
             spool: Arc::new(spool),
@@ -99,12 +115,12 @@ impl Agent {
     }
 
     fn hello(&self, health_s: u32, inventory_s: u32) -> Hello {
-        let mut capabilities = vec!["battery", "edid", "touch"];
+        let mut capabilities = vec!["battery", "edid", "touch", "self_update"];
         if !self.cfg.collect.smartctl.trim().is_empty() {
             capabilities.push("smart");
         }
         Hello {
-            agent_version: AGENT_VERSION.to_string(),
+            agent_version: self.version.clone(),
             capabilities: capabilities.into_iter().map(String::from).collect(),
             health_interval_seconds: Some(health_s),
             inventory_interval_seconds: Some(inventory_s),
@@ -148,6 +164,11 @@ impl Agent {
     }
 
     /// Spools a body and wakes the uplink; reports drops the bound made.
+    async fn push_event(&self, up: &UplinkHandle, event: Event) {
+        let at = event.occurred_at;
+        self.push(up, Body::Event(event), at).await;
+    }
+
     async fn push(&self, up: &UplinkHandle, body: Body, collected_at: DateTime<Utc>) {
         let ob = self.outbox.clone();
         let kind = body.kind();
@@ -276,20 +297,98 @@ async fn collect_health_blocking(
     .flatten()
 }
 
-/// The daemon. Returns when `shutdown` completes (within about 5 s).
-pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result<(), RuntimeError> {
+/// The daemon. Returns when `shutdown` completes (within about 5 s), or when an update
+/// or a rollback needs the service manager to start the installed binary.
+pub async fn run(
+    cfg: AgentConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<RunOutcome, RuntimeError> {
+    run_with(cfg, shutdown, RunOptions::default()).await
+}
+
+/// What [`run_with`] may change from a production run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The version the agent reports and updates from.
+    pub version: String,
+    /// Release verifying keys (never empty: an empty list is refused as no key).
+    pub release_keys: Vec<[u8; 32]>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            version: AGENT_VERSION.to_string(),
+            release_keys: crate::update::RELEASE_KEYS.to_vec(),
+        }
+    }
+}
+
+/// [`run`] with other options: the update tests play a newly installed version and
+/// sign releases with keys of their own, without replacing the test binary.
+pub async fn run_with(
+    cfg: AgentConfig,
+    shutdown: impl Future<Output = ()>,
+    options: RunOptions,
+) -> Result<RunOutcome, RuntimeError> {
+    let version = options.version.as_str();
     tokio::pin!(shutdown);
-    let agent = Agent::open(cfg).await?;
+    let agent = Agent::open(cfg, version).await?;
+    let updater = Updater::from_config(&agent.cfg, version).map(|mut u| {
+        u.keys = options.release_keys.clone();
+        u
+    });
+    if options.release_keys == crate::update::RELEASE_KEYS
+        && crate::update::RELEASE_KEYS_ARE_TEST_ONLY
+    {
+        tracing::warn!(
+            "built with the TEST-ONLY release key list: no update will be accepted \
+             (build with PARC_RELEASE_KEYS for production)"
+        );
+    }
+    // A version on probation: this is it (confirm once connected), or its time is up.
+    let mut probation: Option<tokio::time::Instant> = None;
+    if let Ok(u) = &updater
+        && let Some(p) = u.pending()
+    {
+        if p.to_version != version {
+            tracing::warn!(installed = %p.to_version, running = %version,
+                "an update is on probation but another version runs; the start guard will decide");
+        } else {
+            let left = (p.deadline - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+            if left.is_zero() {
+                return rollback(u, version, "its probation had ended before it started");
+            }
+            tracing::info!(
+                version,
+                seconds_left = left.as_secs(),
+                "new version on probation"
+            );
+            probation = Some(tokio::time::Instant::now() + left);
+        }
+    }
     let mut health_s = agent.cfg.collect.health_interval_seconds;
     let mut inventory_s = agent.cfg.collect.inventory_interval_seconds;
     let hello = Arc::new(Mutex::new(agent.hello(health_s, inventory_s)));
     let mut up = agent.start_uplink(hello.clone(), None)?;
     let collector: SharedCollector = Arc::new(Mutex::new(Collector::from_config(
         &agent.cfg.collect,
-        AGENT_VERSION,
+        &agent.version,
     )));
     let probes = agent.cfg.probes.clone();
-    tracing::info!(device = %agent.enrollment.device_id, epoch = %agent.outbox.epoch, "agent started");
+    tracing::info!(device = %agent.enrollment.device_id, epoch = %agent.outbox.epoch, version, "agent started");
+    if let Ok(u) = &updater
+        && let Some(ev) = u.rollback_report()
+    {
+        agent.push_event(&up, ev).await;
+        if let Err(e) = u.clear_rollback_report() {
+            tracing::warn!(error = %e, "could not clear the reported rollback");
+        }
+    }
+    let mut installing: Option<
+        tokio::task::JoinHandle<Result<crate::update::Pending, UpdateRefused>>,
+    > = None;
+    let mut outcome = RunOutcome::Stopped;
 
     let mut last_inventory: Option<([u8; 32], tokio::time::Instant)> = None;
     let mut connected = false;
@@ -308,6 +407,18 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
                     connected = true;
                     last_error = None;
                     agent.snapshot(connected, last_error.clone());
+                    if probation.take().is_some()
+                        && let Ok(u) = &updater
+                    {
+                        match u.confirm(Utc::now()) {
+                            Ok(Some(ev)) => {
+                                tracing::info!(version, "new version healthy: update confirmed");
+                                agent.push_event(&up, ev).await;
+                            }
+                            Ok(None) => {}
+                            Err(e) => tracing::error!(error = %e, "could not confirm the update"),
+                        }
+                    }
                 }
                 Some(UplinkEvent::Disconnected(e)) => {
                     connected = false;
@@ -336,13 +447,68 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
                             *h = agent.hello(health_s, inventory_s);
                         }
                     }
-                    Command::UpdateAvailable { version, channel, .. } => {
-                        // Applying updates is the self-update feature's job.
-                        tracing::info!(%version, %channel, "an agent update is available");
+                    Command::UpdateAvailable { version: wanted, channel, manifest_url } => {
+                        tracing::info!(%wanted, %channel, "an agent update is available");
+                        // The server announces every channel's release; this device
+                        // follows one.
+                        let manifest_url = if manifest_url.starts_with('/') {
+                            format!("{}{manifest_url}", agent.cfg.server.url.trim_end_matches('/'))
+                        } else {
+                            manifest_url
+                        };
+                        if channel != agent.cfg.update.channel {
+                            tracing::info!(%channel, "not this device's release channel; ignored");
+                        } else if installing.is_some() || probation.is_some() {
+                            tracing::info!("an update is already in progress; ignored");
+                        } else {
+                            match &updater {
+                                Ok(u) => {
+                                    let u = u.clone();
+                                    installing = Some(tokio::task::spawn_blocking(move || {
+                                        u.apply(&manifest_url, &wanted, Utc::now())
+                                    }));
+                                }
+                                Err(e) => {
+                                    let refused = UpdateRefused {
+                                        version: wanted,
+                                        reason: crate::update::Refusal::Install,
+                                        detail: e.clone(),
+                                    };
+                                    tracing::warn!(error = %refused, "update refused");
+                                    agent.push_event(&up, refused.event(version, Utc::now())).await;
+                                }
+                            }
+                        }
                     }
                 },
                 None => break,
             },
+            res = async { installing.as_mut().expect("guarded").await }, if installing.is_some() => {
+                installing = None;
+                match res {
+                    Ok(Ok(p)) => {
+                        tracing::info!(from = %p.from_version, to = %p.to_version,
+                            "update installed; restarting into it");
+                        outcome = RunOutcome::RestartForUpdate { version: p.to_version };
+                        break;
+                    }
+                    Ok(Err(refused)) => {
+                        tracing::warn!(error = %refused, "update refused");
+                        agent.push_event(&up, refused.event(version, Utc::now())).await;
+                    }
+                    Err(e) => tracing::error!(error = %e, "update task failed"),
+                }
+            }
+            _ = sleep_until_opt(probation), if probation.is_some() => {
+                probation = None;
+                if let Ok(u) = &updater {
+                    let secs = agent.cfg.update.health_timeout_seconds;
+                    outcome = rollback(u, version, &format!(
+                        "it did not reach the broker within {secs} s of its installation"
+                    ))?;
+                    break;
+                }
+            }
             _ = snapshot_tick.tick() => agent.snapshot(connected, last_error.clone()),
             _ = health_tick.tick() => {
                 let inv = collect_inventory(&collector).await;
@@ -376,13 +542,34 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
     )
     .await;
     agent.snapshot(false, Some("agent stopped".into()));
-    Ok(())
+    Ok(outcome)
+}
+
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Restores the previous binary; the restored version reports the rollback.
+fn rollback(u: &Updater, version: &str, why: &str) -> Result<RunOutcome, RuntimeError> {
+    tracing::error!(
+        version,
+        why,
+        "new version unhealthy: restoring the previous one"
+    );
+    u.rollback(&format!("{version}: {why}"), Utc::now())
+        .map_err(|e| RuntimeError::Task(format!("rollback failed: {e}")))?;
+    Ok(RunOutcome::RolledBack {
+        version: version.to_string(),
+    })
 }
 
 /// Collects one inventory and one health sample, spools them and delivers the whole
 /// spool. `pending == 0` in the report means every message was acknowledged.
 pub async fn once(cfg: AgentConfig, timeout: Duration) -> Result<OnceReport, RuntimeError> {
-    let agent = Agent::open(cfg).await?;
+    let agent = Agent::open(cfg, AGENT_VERSION).await?;
     let hello = Arc::new(Mutex::new(agent.hello(
         agent.cfg.collect.health_interval_seconds,
         agent.cfg.collect.inventory_interval_seconds,

@@ -14,6 +14,7 @@ mod frame;
 pub mod health;
 pub mod inventory;
 mod message;
+pub mod release;
 mod serial;
 pub mod ticket;
 mod topic;

@@ -46,6 +46,7 @@ enum Source {
     Embedded {
         broker: EmbeddedBroker,
         link: Link,
+        commands: Link,
         logins: Option<tokio::sync::mpsc::Receiver<AuthRequest>>,
     },
     External(ExternalMqtt),
@@ -82,9 +83,11 @@ impl Prepared {
                 let broker =
                     EmbeddedBroker::new(config.mqtt.listen, config.mqtt.max_payload_bytes, auth)?;
                 let link = broker.link("parc-server")?;
+                let commands = broker.link("parc-server-commands")?;
                 Source::Embedded {
                     broker,
                     link,
+                    commands,
                     logins,
                 }
             }
@@ -141,12 +144,15 @@ impl Prepared {
     ) -> Result<(), ServerError> {
         let (trigger, signal) = shutdown::channel();
         let ingest = self.ingest.clone();
+        let mut command_link = None;
         let ingest_task = match self.source {
             Source::Embedded {
                 broker,
                 link,
+                commands,
                 logins,
             } => {
+                command_link = Some(crate::commands::CommandLink::Embedded(commands));
                 if let Some(logins) = logins {
                     tokio::spawn(answer_logins(ingest.clone(), logins, signal.clone()));
                 }
@@ -160,11 +166,19 @@ impl Prepared {
                     signal.clone(),
                 ))
             }
-            Source::External(mqtt) => tokio::spawn(crate::ingest::run_external(
-                ingest.clone(),
-                mqtt,
-                signal.clone(),
-            )),
+            Source::External(mqtt) => {
+                match crate::commands::external_link(&mqtt, signal.clone()) {
+                    Ok(l) => command_link = Some(l),
+                    Err(e) => {
+                        tracing::error!(error = %e, "no command connection: release announcements are off")
+                    }
+                }
+                tokio::spawn(crate::ingest::run_external(
+                    ingest.clone(),
+                    mqtt,
+                    signal.clone(),
+                ))
+            }
         };
         let rules_task = tokio::spawn(crate::maintenance::run(
             self.maintenance.clone(),
@@ -175,6 +189,14 @@ impl Prepared {
             self.maintenance.clone(),
             signal.clone(),
         ));
+        let announce_task = command_link.map(|link| {
+            tokio::spawn(crate::commands::announce_loop(
+                ingest.clone(),
+                link,
+                Duration::from_secs(u64::from(self.config.releases.announce_interval_seconds)),
+                signal.clone(),
+            ))
+        });
         let prune_task = tokio::spawn(prune_loop(
             ingest.clone(),
             self.config.retention(),
@@ -194,6 +216,9 @@ impl Prepared {
             let _ = prune_task.await;
             let _ = rules_task.await;
             let _ = dispatch_task.await;
+            if let Some(t) = announce_task {
+                let _ = t.await;
+            }
             let http_result = http_task.await;
             (ingest_result, http_result)
         };

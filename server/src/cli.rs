@@ -89,6 +89,11 @@ pub enum Command {
         #[command(subcommand)]
         what: crate::procurement_cli::ImportCommand,
     },
+    /// Agent releases: publish signed archives, stage their rollout, fleet versions.
+    Release {
+        #[command(subcommand)]
+        action: crate::releases_cli::ReleaseCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -281,6 +286,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Import { what } => {
             return crate::procurement_cli::run(what, cli.config.as_deref());
+        }
+        Command::Release { action } => {
+            return crate::releases_cli::run(action, cli.config.as_deref());
         }
         Command::PrintMosquittoAcl { server_user } => print!("{}", mosquitto_acl(&server_user)),
         Command::Run => {

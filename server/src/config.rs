@@ -38,6 +38,8 @@ pub struct ServerConfig {
     pub rules: RulesSection,
     pub tickets: TicketsSection,
     pub dispatch: DispatchSection,
+    #[serde(default)]
+    pub releases: ReleasesSection,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,6 +92,21 @@ pub struct RetentionSection {
     pub quarantine_days: u32,
     pub quarantine_max_rows: u64,
     pub prune_interval_minutes: u32,
+}
+
+/// Agent releases: how often online devices are told of releases that reach them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReleasesSection {
+    pub announce_interval_seconds: u32,
+}
+
+impl Default for ReleasesSection {
+    fn default() -> Self {
+        Self {
+            announce_interval_seconds: 60,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -78,6 +78,7 @@ pub fn router(ingest: Arc<Ingest>) -> Router {
         .route("/api/v1/devices/{id}/changes", get(changes))
         .route("/api/v1/quarantine", get(quarantine))
         .merge(crate::http_procurement::routes())
+        .merge(crate::http_releases::routes())
         .with_state(ingest)
 }
 

@@ -16,22 +16,28 @@ use tokio::sync::oneshot;
 
 use crate::support::*;
 
-struct Server {
-    store: Store,
-    http: SocketAddr,
-    mqtt_port: u16,
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), ServerError>>,
-    _db: tempfile::TempDir,
+pub(crate) struct Server {
+    pub(crate) store: Store,
+    pub(crate) http: SocketAddr,
+    pub(crate) mqtt_port: u16,
+    pub(crate) stop: oneshot::Sender<()>,
+    pub(crate) task: tokio::task::JoinHandle<Result<(), ServerError>>,
+    pub(crate) _db: tempfile::TempDir,
 }
 
-async fn start_server() -> Server {
+pub(crate) async fn start_server() -> Server {
+    start_server_with(|_| {}).await
+}
+
+/// A server whose configuration `adjust` may change (e.g. an external broker).
+pub(crate) async fn start_server_with(adjust: impl FnOnce(&mut ServerConfig)) -> Server {
     let db = tempfile::tempdir().unwrap();
     let mut cfg = ServerConfig::defaults();
     let mqtt_port = free_port();
     cfg.mqtt.listen = format!("127.0.0.1:{mqtt_port}").parse().unwrap();
     cfg.database.url = Some(Store::sqlite_url(db.path()));
     cfg.ingest.batch_max_wait_ms = 20;
+    adjust(&mut cfg);
     let prepared = Prepared::new(cfg).await.unwrap();
     let store = prepared.ingest.store.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -50,7 +56,7 @@ async fn start_server() -> Server {
     }
 }
 
-async fn token(store: &Store) -> String {
+pub(crate) async fn token(store: &Store) -> String {
     let t = new_token();
     store
         .create_token(

@@ -12,6 +12,7 @@ mod enrol;
 mod procurement;
 mod query;
 mod tickets;
+mod releases;
 
 use std::time::Duration;
 
@@ -31,6 +32,7 @@ pub use tickets::{
     DeliveryRow, DeviceContext, DueDelivery, HistoryColumn, InboxSample, LotContext, MaintenanceTx,
     NewTicket, TicketEventRow, TicketRow, TicketScope,
 };
+pub use releases::{AnnounceTarget, NewRelease, UpdateEventRow, VersionCount};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");

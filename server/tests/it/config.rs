@@ -96,3 +96,14 @@ fn a_taken_port_fails_with_the_key_to_change() {
         "{err}"
     );
 }
+
+#[test]
+fn the_shipped_server_config_is_valid_and_has_every_default_section() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../packaging/deb/parc-server/server.toml"
+    );
+    let shipped = parc_server::config::ServerConfig::load(Some(std::path::Path::new(path)))
+        .expect("the packaged /etc/parc/server.toml is valid");
+    assert_eq!(shipped, parc_server::config::ServerConfig::defaults());
+}
