@@ -11,8 +11,8 @@ mod batch;
 mod enrol;
 mod procurement;
 mod query;
-mod tickets;
 mod releases;
+mod tickets;
 
 use std::time::Duration;
 
@@ -28,11 +28,11 @@ pub use procurement::{
     OrderRow, Reconciliation, SiteRow, UnmatchedDevice, load_demo_dataset,
 };
 pub use query::{Counts, DeviceRow, HealthPoint, HourlyPoint, InventoryChangeRow, QuarantineRow};
+pub use releases::{AnnounceTarget, NewRelease, UpdateEventRow, VersionCount};
 pub use tickets::{
     DeliveryRow, DeviceContext, DueDelivery, HistoryColumn, InboxSample, LotContext, MaintenanceTx,
     NewTicket, TicketEventRow, TicketRow, TicketScope,
 };
-pub use releases::{AnnounceTarget, NewRelease, UpdateEventRow, VersionCount};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
