@@ -144,6 +144,15 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Result<Enrolled, EnrolmentRefused>, StoreError> {
         let mut tx = self.pool.begin().await?;
+        // Take the token's row for writing first. On SQLite this takes the write lock
+        // now, waiting under busy_timeout: a transaction that read first and then wrote
+        // failed with "database is locked" as soon as enrolments ran concurrently (the
+        // fleet simulator enrolling hundreds of devices); on PostgreSQL it serialises
+        // enrolments on one token, so `max_uses` cannot be overrun by a race.
+        sqlx::query("UPDATE enrollment_tokens SET uses = uses WHERE id = $1")
+            .bind(req.token_id.to_string())
+            .execute(&mut *tx)
+            .await?;
         let sql =
             format!("SELECT {TOKEN_COLUMNS}, secret_sha256 FROM enrollment_tokens WHERE id = $1");
         let Some(row) = sqlx::query(AssertSqlSafe(sql))
