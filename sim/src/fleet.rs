@@ -487,10 +487,12 @@ async fn device_task(mut dev: SimDevice, ctx: DeviceCtx, ramp_delay: Duration) -
     let seed = dev.spec.usage_seed;
     // Devices sample at their own phase within the interval, as real ones do.
     let phase = TimeDelta::milliseconds(
-        (unit(seed ^ 0x5EED, 1, dev.spec.serial.len() as u64)
+        (unit(seed ^ 0x5EED, 1, serial_hash(&dev.spec.serial))
             * ctx.opts.health_interval.num_milliseconds() as f64) as i64,
     );
-    let mut t = ctx.clock.now() + phase;
+    // The first sample is taken when the device starts; the next ones at its own phase.
+    let mut t = ctx.clock.now();
+    let mut next_step = phase;
     let mut session: Option<Session> = None;
     let mut last_inventory_day: Option<chrono::NaiveDate> = None;
     let mut ever_connected = false;
@@ -553,7 +555,8 @@ async fn device_task(mut dev: SimDevice, ctx: DeviceCtx, ramp_delay: Duration) -
             }
             wake.notify_one();
         }
-        t += ctx.opts.health_interval;
+        t += next_step;
+        next_step = ctx.opts.health_interval;
         // Wait for the next sample, noting connections meanwhile.
         let sleep = ctx.clock.sleep_until(t);
         tokio::pin!(sleep);
@@ -605,6 +608,13 @@ async fn device_task(mut dev: SimDevice, ctx: DeviceCtx, ramp_delay: Duration) -
             }
         }
     }
+}
+
+/// FNV-1a of the serial: spreads devices' phases.
+fn serial_hash(serial: &str) -> u64 {
+    serial.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 enum Step {
