@@ -223,6 +223,28 @@ impl Spool {
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(SpoolError::Locked),
             Err(e) => return Err(e.into()),
         };
+        Self::init(db, max_bytes, new_epoch)
+    }
+
+    /// A spool held in memory (redb's in-memory backend): the same records, seqs,
+    /// bound and checksums, without a file. For the fleet simulator, which runs
+    /// thousands of devices in one process: a file each would exhaust its descriptors.
+    /// Not durable — a real device always uses [`Spool::open`].
+    pub fn in_memory(
+        max_bytes: u64,
+        new_epoch: impl FnOnce() -> Epoch,
+    ) -> Result<Self, SpoolError> {
+        let db = redb::Builder::new()
+            .set_cache_size(64 * 1024)
+            .create_with_backend(redb::backends::InMemoryBackend::new())?;
+        Self::init(db, max_bytes, new_epoch)
+    }
+
+    fn init(
+        db: Database,
+        max_bytes: u64,
+        new_epoch: impl FnOnce() -> Epoch,
+    ) -> Result<Self, SpoolError> {
         let tx = db.begin_write()?;
         let epoch = {
             let mut ids = tx.open_table(IDENTITY)?;

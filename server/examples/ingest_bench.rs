@@ -6,8 +6,10 @@
 //! them all; phase B, per database engine, starts the `parc-server` binary on a fresh
 //! database and times how long it takes to store them all (`parc_ingest_stored_total`),
 //! sampling the server's CPU time and RSS from /proc meanwhile, then checks that
-//! exactly M messages were stored. Each round repeats A and B; medians are reported.
-//! Every phase B uses a fresh database, so nothing is ever deduplicated.
+//! exactly M messages were stored; phase C does B again with the bare subscriber also
+//! subscribed, so both rates come from the same run through the same broker. Each round
+//! repeats A, B and C; medians are reported. Every server run uses a fresh database, so
+//! nothing is ever deduplicated.
 //!
 //! ```sh
 //! cargo build --release -p parc-server --examples --bin parc-server
@@ -592,10 +594,14 @@ struct Baseline {
     machine_cpu: f64,
 }
 
-/// Phase A: a bare QoS 1 subscriber's receive rate.
-async fn baseline(m: &Mosquitto, w: &Workload, args: &Args, t: Ticks) -> Result<Baseline> {
+/// A bare QoS 1 subscriber to every device's health topic, subscribed (SUBACK received)
+/// when this returns; its task ends with the time it had received `total` messages.
+async fn start_subscriber(
+    port: u16,
+    total: usize,
+) -> Result<tokio::task::JoinHandle<Result<Instant>>> {
     let name = format!("bench-sub-{}", hex::encode(random::<4>()?));
-    let mut opts = mqtt_options(&name, m.port);
+    let mut opts = mqtt_options(&name, port);
     opts.set_clean_session(true);
     let (client, mut eventloop) = AsyncClient::new(opts, 16);
     connected(&mut eventloop, &name).await?;
@@ -604,7 +610,6 @@ async fn baseline(m: &Mosquitto, w: &Workload, args: &Args, t: Ticks) -> Result<
         .await
         .context("subscribing")?;
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let total = w.total;
     let subscriber = tokio::spawn(async move {
         let mut ready = Some(ready_tx);
         let mut received = 0;
@@ -632,6 +637,12 @@ async fn baseline(m: &Mosquitto, w: &Workload, args: &Args, t: Ticks) -> Result<
         .await
         .context("no SUBACK within 10 s")?
         .context("subscriber stopped before its SUBACK")?;
+    Ok(subscriber)
+}
+
+/// Phase A: a bare QoS 1 subscriber's receive rate, alone on the broker.
+async fn baseline(m: &Mosquitto, w: &Workload, args: &Args, t: Ticks) -> Result<Baseline> {
+    let subscriber = start_subscriber(m.port, w.total).await?;
     let publishers = connect_publishers(m.port, w, args.inflight).await?;
     let cpu = CpuMeter::start(&[m.pid().to_string(), "self".into()])?;
     let t0 = Instant::now();
@@ -674,6 +685,8 @@ fn metric(body: &str, prefix: &str) -> f64 {
 
 struct Ingested {
     rate: f64,
+    /// Phase C: the bare subscriber's receive rate in the same run.
+    subscriber_rate: Option<f64>,
     server_cpu: f64,
     mosquitto_cpu: f64,
     bench_cpu: f64,
@@ -732,6 +745,7 @@ async fn ingest(
     args: &Args,
     server_bin: &Path,
     t: Ticks,
+    with_subscriber: bool,
 ) -> Result<Ingested> {
     let dir = tempfile::tempdir().context("creating a temporary directory")?;
     let (url, pg_name) = match engine {
@@ -744,7 +758,7 @@ async fn ingest(
             (url, Some(name))
         }
     };
-    let result = ingest_on(&url, dir.path(), m, w, args, server_bin, t).await;
+    let result = ingest_on(&url, dir.path(), m, w, args, server_bin, t, with_subscriber).await;
     if let Some(name) = pg_name
         && let Err(e) = Store::drop_postgres_database(&args.pg_admin, &name).await
     {
@@ -753,6 +767,7 @@ async fn ingest(
     result
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn ingest_on(
     url: &str,
     dir: &Path,
@@ -761,6 +776,7 @@ async fn ingest_on(
     args: &Args,
     server_bin: &Path,
     t: Ticks,
+    with_subscriber: bool,
 ) -> Result<Ingested> {
     let store = Store::connect(url)
         .await
@@ -849,6 +865,13 @@ async fn ingest_on(
     }
 
     let pid = server.child.id();
+    // Phase C: the bare subscriber takes the same messages through the same broker
+    // while the server ingests them.
+    let subscriber = if with_subscriber {
+        Some(start_subscriber(m.port, w.total).await?)
+    } else {
+        None
+    };
     let publishers = connect_publishers(m.port, w, args.inflight).await?;
     let rss = RssSampler::start(pid);
     let cpu = CpuMeter::start(&[pid.to_string(), m.pid().to_string(), "self".into()])?;
@@ -866,12 +889,20 @@ async fn ingest_on(
     let cpus = cpu.stop(t)?;
     let hwm = status_kib(&pid.to_string(), "VmHWM:")?;
     publishing.await.context("publishers")??;
+    let subscriber_rate = match subscriber {
+        Some(s) => {
+            let got = s.await.context("subscriber task")??;
+            Some(w.total as f64 / (got - t0).as_secs_f64())
+        }
+        None => None,
+    };
 
     let body = http_get(http, "/metrics").await?.1;
     let batches = metric(&body, "parc_ingest_batch_size_count");
     let commits = metric(&body, "parc_ingest_commit_seconds_count");
     let out = Ingested {
         rate: w.total as f64 / (done - t0).as_secs_f64(),
+        subscriber_rate,
         server_cpu: cpus.processes[0],
         mosquitto_cpu: cpus.processes[1],
         bench_cpu: cpus.processes[2],
@@ -1038,42 +1069,54 @@ async fn main() -> Result<()> {
     let load_before = load_average();
 
     let mut baselines: Vec<Baseline> = Vec::new();
-    let mut runs: Vec<(Engine, usize, Result<Ingested>)> = Vec::new();
+    // (engine, round, together with the bare subscriber?, result)
+    let mut runs: Vec<(Engine, usize, bool, Result<Ingested>)> = Vec::new();
     for round in 1..=args.rounds {
         let b = baseline(&mosquitto, &w, &args, t)
             .await
             .with_context(|| format!("round {round}: baseline"))?;
         eprintln!(
-            "round {round}: baseline {:.0} msg/s; CPU % of one core: mosquitto {:.0}, \
+            "round {round}: A bare subscriber alone {:.0} msg/s; CPU % of one core: mosquitto {:.0}, \
              bench {:.0}, machine {:.0}",
             b.rate, b.mosquitto_cpu, b.bench_cpu, b.machine_cpu
         );
         for &engine in &engines {
-            let r = ingest(engine, &mosquitto, &w, &args, &server_bin, t).await;
-            match &r {
-                Ok(i) => eprintln!(
-                    "round {round}: {} ingest {:.0} msg/s, ratio {:.2}; peak RSS {:.1} MiB \
-                     (VmHWM {:.1}); CPU % of one core: server {:.0}, postgres {:.0}, \
-                     mosquitto {:.0}, bench {:.0}, machine {:.0}; mean batch {:.0}, \
-                     mean commit {:.1} ms, duplicates {}; stored == {} OK",
-                    engine.name(),
-                    i.rate,
-                    i.rate / b.rate,
-                    i.peak_rss_mib,
-                    i.hwm_mib,
-                    i.server_cpu,
-                    i.postgres_cpu,
-                    i.mosquitto_cpu,
-                    i.bench_cpu,
-                    i.machine_cpu,
-                    i.mean_batch,
-                    i.mean_commit_ms,
-                    i.duplicates,
-                    w.total
-                ),
-                Err(e) => eprintln!("round {round}: {} FAILED: {e:#}", engine.name()),
+            for together in [false, true] {
+                let r = ingest(engine, &mosquitto, &w, &args, &server_bin, t, together).await;
+                let phase = if together {
+                    "C server + bare subscriber"
+                } else {
+                    "B server alone"
+                };
+                match &r {
+                    Ok(i) => eprintln!(
+                        "round {round}: {phase}, {}: ingest {:.0} msg/s{}; peak RSS {:.1} MiB \
+                         (VmHWM {:.1}); CPU % of one core: server {:.0}, postgres {:.0}, \
+                         mosquitto {:.0}, bench {:.0}, machine {:.0}; mean batch {:.0}, \
+                         mean commit {:.1} ms, duplicates {}; stored == {} OK",
+                        engine.name(),
+                        i.rate,
+                        match i.subscriber_rate {
+                            Some(sr) =>
+                                format!(", bare subscriber {sr:.0} msg/s, ratio {:.2}", i.rate / sr),
+                            None => format!(", ratio to A {:.2}", i.rate / b.rate),
+                        },
+                        i.peak_rss_mib,
+                        i.hwm_mib,
+                        i.server_cpu,
+                        i.postgres_cpu,
+                        i.mosquitto_cpu,
+                        i.bench_cpu,
+                        i.machine_cpu,
+                        i.mean_batch,
+                        i.mean_commit_ms,
+                        i.duplicates,
+                        w.total
+                    ),
+                    Err(e) => eprintln!("round {round}: {phase}, {} FAILED: {e:#}", engine.name()),
+                }
+                runs.push((engine, round, together, r));
             }
-            runs.push((engine, round, r));
         }
         baselines.push(b);
     }
@@ -1098,50 +1141,76 @@ async fn main() -> Result<()> {
         load_after
     );
     println!(
-        "| engine | baseline msg/s | server ingest msg/s | ratio | server CPU % | server peak RSS MiB | postgres CPU % | machine CPU % |"
+        "| engine | A: bare subscriber alone msg/s | B: server alone msg/s | B/A | C: server msg/s | C: bare subscriber msg/s (same run) | **C ratio** | server CPU % (C) | server peak RSS MiB (C) | postgres CPU % (C) | machine CPU % (C) |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let base = median(baselines.iter().map(|b| b.rate).collect());
     let mut failed = false;
     for &engine in &engines {
-        let ok: Vec<(usize, &Ingested)> = runs
-            .iter()
-            .filter(|(e, _, _)| *e == engine)
-            .filter_map(|(_, round, r)| r.as_ref().ok().map(|i| (*round, i)))
-            .collect();
-        let failures = args.rounds - ok.len();
+        let ok = |together: bool| -> Vec<(usize, &Ingested)> {
+            runs.iter()
+                .filter(|(e, _, t, _)| *e == engine && *t == together)
+                .filter_map(|(_, round, _, r)| r.as_ref().ok().map(|i| (*round, i)))
+                .collect()
+        };
+        let (alone, same) = (ok(false), ok(true));
+        let failures = 2 * args.rounds - alone.len() - same.len();
         failed |= failures > 0;
-        if ok.is_empty() {
-            println!(
-                "| {} | {base:.0} | failed | – | – | – | – | – |",
-                engine.name()
-            );
-            continue;
-        }
-        let ratio = median(
-            ok.iter()
-                .map(|(round, i)| i.rate / baselines[round - 1].rate)
-                .collect(),
-        );
+        let med = |v: &[(usize, &Ingested)], f: &dyn Fn(&Ingested) -> f64| -> String {
+            if v.is_empty() {
+                "failed".into()
+            } else {
+                format!("{:.0}", median(v.iter().map(|(_, i)| f(i)).collect()))
+            }
+        };
+        let ratio_b = if alone.is_empty() {
+            "–".into()
+        } else {
+            format!(
+                "{:.2}",
+                median(
+                    alone
+                        .iter()
+                        .map(|(r, i)| i.rate / baselines[r - 1].rate)
+                        .collect()
+                )
+            )
+        };
+        let ratio_c = if same.is_empty() {
+            "–".into()
+        } else {
+            format!(
+                "{:.2}",
+                median(
+                    same.iter()
+                        .filter_map(|(_, i)| i.subscriber_rate.map(|s| i.rate / s))
+                        .collect()
+                )
+            )
+        };
         println!(
-            "| {} | {base:.0} | {:.0} | {ratio:.2} | {:.0} | {:.1} | {:.0} | {:.0} |{}",
+            "| {} | {base:.0} | {} | {ratio_b} | {} | {} | **{ratio_c}** | {} | {} | {} | {} |{}",
             engine.name(),
-            median(ok.iter().map(|(_, i)| i.rate).collect()),
-            median(ok.iter().map(|(_, i)| i.server_cpu).collect()),
-            median(ok.iter().map(|(_, i)| i.peak_rss_mib).collect()),
-            median(ok.iter().map(|(_, i)| i.postgres_cpu).collect()),
-            median(ok.iter().map(|(_, i)| i.machine_cpu).collect()),
+            med(&alone, &|i| i.rate),
+            med(&same, &|i| i.rate),
+            med(&same, &|i| i.subscriber_rate.unwrap_or(f64::NAN)),
+            med(&same, &|i| i.server_cpu),
+            med(&same, &|i| i.peak_rss_mib),
+            med(&same, &|i| i.postgres_cpu),
+            med(&same, &|i| i.machine_cpu),
             if failures > 0 {
-                format!(" ({failures} round(s) failed)")
+                format!(" ({failures} run(s) failed)")
             } else {
                 String::new()
             }
         );
     }
     println!(
-        "\nratio: median over rounds of (ingest rate / that round's baseline). CPU %: of one \
-         core, during phase B; postgres = all `postgres` processes; machine = every process \
-         (at most {:.0}).",
+        "\nA: the bare rumqttc subscriber alone. B: the server alone (fresh database). C: the \
+         server and the bare subscriber both subscribed while the same publishers run; each \
+         rate = messages / time until it had received (subscriber) or durably stored (server) \
+         all of them. Ratios are medians over rounds of per-round ratios. CPU %: of one core; \
+         postgres = all `postgres` processes; machine = every process (at most {:.0}).",
         t.cores * 100.0
     );
     ensure!(!failed, "some rounds failed (see above)");

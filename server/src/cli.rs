@@ -39,12 +39,22 @@ pub enum Command {
         /// Where the demo keeps its SQLite database.
         #[arg(long, default_value = "parc-demo-data")]
         data_dir: PathBuf,
+        /// Where the webhook receiver standing in for the contract holders listens.
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        webhook: SocketAddr,
         /// Number of simulated devices.
-        #[arg(long, default_value_t = 30)]
+        #[arg(long, default_value_t = 300)]
         devices: usize,
-        /// Seconds between two health samples of a simulated device.
-        #[arg(long, default_value_t = 2)]
-        interval_seconds: u64,
+        /// Simulated time runs this many times faster than real time (2016: the week
+        /// in five minutes), until it reaches the present.
+        #[arg(long, default_value_t = 2016.0)]
+        accel: f64,
+        /// Simulated minutes between two health samples of a device.
+        #[arg(long, default_value_t = 5.0)]
+        health_interval_minutes: f64,
+        /// Do not run the real agent on this machine.
+        #[arg(long)]
+        no_agent: bool,
         /// Stop after this many seconds (default: run until Ctrl-C).
         #[arg(long)]
         duration_seconds: Option<u64>,
@@ -316,17 +326,28 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo {
             http,
             mqtt,
+            webhook,
             data_dir,
             devices,
-            interval_seconds,
+            accel,
+            health_interval_minutes,
+            no_agent,
             duration_seconds,
         } => {
+            anyhow::ensure!(accel >= 1.0, "--accel must be at least 1");
+            anyhow::ensure!(
+                health_interval_minutes > 0.0,
+                "--health-interval-minutes must be positive"
+            );
             let opts = crate::demo::DemoOptions {
                 http,
                 mqtt,
+                webhook,
                 data_dir,
                 devices,
-                interval: Duration::from_secs(interval_seconds.max(1)),
+                accel,
+                health_interval_minutes,
+                real_agent: !no_agent,
                 duration: duration_seconds.map(Duration::from_secs),
             };
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;

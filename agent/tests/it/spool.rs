@@ -159,3 +159,23 @@ fn a_second_writer_is_refused_while_the_first_has_it_open() {
     let err = Spool::open(&dir.path().join("spool.redb"), 1 << 20, random_epoch).unwrap_err();
     assert!(matches!(err, SpoolError::Locked), "{err}");
 }
+
+#[test]
+fn an_in_memory_spool_keeps_order_seq_and_the_bound_like_the_file() {
+    let s = Spool::in_memory(4_000, random_epoch).unwrap();
+    let ids: Vec<u64> = (0..3).map(|_| push(&s, Kind::Health, 10)).collect();
+    s.ack(&ids[..1], 5).unwrap();
+    let pending = s.pending(10).unwrap();
+    assert_eq!(
+        pending.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![2, 3]
+    );
+    // Past the bound the oldest health samples go first, and the loss is counted.
+    for _ in 0..40 {
+        push(&s, Kind::Health, 200);
+    }
+    let stats = s.stats().unwrap();
+    assert!(stats.bytes <= 4_000, "{stats:?}");
+    assert!(stats.dropped_total > 0, "{stats:?}");
+    assert_eq!(s.next_seq().unwrap(), 44);
+}

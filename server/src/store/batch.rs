@@ -1,5 +1,6 @@
-//! Writing one ingest batch in one transaction: dedup on (device_id, epoch, seq),
-//! then health samples and their hourly aggregates, events, inventories with their
+//! Writing one ingest batch in one transaction: dedup on (device_id, epoch, seq) —
+//! health samples on their own table's key, other kinds on `received` — then the
+//! hourly aggregates of new health samples, events, inventories with their
 //! component changes, presence, last-seen times, the quarantine, and the rules' inbox.
 //!
 //! Frequent kinds (health, events) go in multi-row statements so a batch of a
@@ -237,8 +238,13 @@ impl Store {
         }
 
         let mut tx = self.pool.begin().await?;
-        let mut fresh: Vec<&Message> = Vec::with_capacity(accepted.len());
-        for chunk in accepted.chunks(ROWS_PER_STATEMENT) {
+        // Health reports, the bulk of the traffic, are deduplicated by their own table's
+        // primary key (one insert instead of two); the other kinds by `received`.
+        let (health_msgs, keyed): (Vec<&Message>, Vec<&Message>) = accepted
+            .into_iter()
+            .partition(|m| matches!(m.body, Body::Health(_)));
+        let mut fresh: Vec<&Message> = Vec::with_capacity(health_msgs.len() + keyed.len());
+        for chunk in keyed.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "INSERT INTO received (device_id, epoch, seq, kind, received_at_ms) VALUES {} \
                  ON CONFLICT (device_id, epoch, seq) DO NOTHING RETURNING device_id, epoch, seq",
@@ -254,26 +260,10 @@ impl Store {
                     .bind(now_ms);
             }
             let rows = q.fetch_all(&mut *tx).await?;
-            let mut new_keys = HashSet::with_capacity(rows.len());
-            for r in rows {
-                let d: String = r.try_get(0)?;
-                let e: String = r.try_get(1)?;
-                let s: i64 = r.try_get(2)?;
-                new_keys.insert((d, e, s));
-            }
-            for m in chunk {
-                let key = (
-                    m.header.device_id.as_str().to_string(),
-                    m.header.epoch.as_str().to_string(),
-                    seq_i64(m.header.seq),
-                );
-                if new_keys.contains(&key) {
-                    fresh.push(m);
-                } else {
-                    out.duplicates += 1;
-                }
-            }
+            out.duplicates += keep_new(chunk, rows, &mut fresh)?;
         }
+        out.duplicates +=
+            insert_health_samples(&mut tx, engine, &health_msgs, now_ms, &mut fresh).await?;
 
         let mut health = Vec::new();
         let mut events = Vec::new();
@@ -286,7 +276,7 @@ impl Store {
                 _ => others.push(*m),
             }
         }
-        insert_health(&mut tx, engine, &health, now_ms).await?;
+        merge_hourly(&mut tx, engine, &health).await?;
         // The rules judge each new sample exactly once: queue it in this transaction.
         for chunk in health.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
@@ -377,37 +367,64 @@ impl Store {
     }
 }
 
-async fn insert_health(
+/// Moves the messages of `chunk` whose key the insert returned into `fresh`; returns
+/// how many were duplicates.
+fn keep_new<'m>(
+    chunk: &[&'m Message],
+    rows: Vec<sqlx::any::AnyRow>,
+    fresh: &mut Vec<&'m Message>,
+) -> Result<u64, StoreError> {
+    let mut new_keys = HashSet::with_capacity(rows.len());
+    for r in rows {
+        let d: String = r.try_get(0)?;
+        let e: String = r.try_get(1)?;
+        let s: i64 = r.try_get(2)?;
+        new_keys.insert((d, e, s));
+    }
+    let mut duplicates = 0;
+    for m in chunk {
+        let key = (
+            m.header.device_id.as_str().to_string(),
+            m.header.epoch.as_str().to_string(),
+            seq_i64(m.header.seq),
+        );
+        if new_keys.contains(&key) {
+            fresh.push(m);
+        } else {
+            duplicates += 1;
+        }
+    }
+    Ok(duplicates)
+}
+
+/// Inserts the health samples not stored yet (deduplicated on the table's primary key
+/// `(device_id, epoch, seq)`), adds them to `fresh`, returns the number of duplicates.
+async fn insert_health_samples<'m>(
     tx: &mut Transaction<'static, Any>,
     engine: Engine,
-    msgs: &[(&Message, &Health)],
+    msgs: &[&'m Message],
     now_ms: i64,
-) -> Result<(), StoreError> {
-    let mut hourly: BTreeMap<(&str, i64), Hourly> = BTreeMap::new();
+    fresh: &mut Vec<&'m Message>,
+) -> Result<u64, StoreError> {
+    let mut duplicates = 0;
     for chunk in msgs.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO health_samples (device_id, epoch, seq, collected_at_ms, received_at_ms, \
              battery_health_percent, battery_charge_percent, battery_cycle_count, \
              temperature_max_celsius, cpu_usage_percent, memory_used_percent, load_1, body) \
-             VALUES {}",
+             VALUES {} ON CONFLICT (device_id, epoch, seq) DO NOTHING \
+             RETURNING device_id, epoch, seq",
             placeholders(engine, chunk.len(), 13)
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
-        for (m, h) in chunk {
+        for m in chunk {
+            let Body::Health(h) = &m.body else { continue };
             let f = HealthFigures::of(h);
-            let at = ms(m.header.collected_at);
-            hourly
-                .entry((
-                    m.header.device_id.as_str(),
-                    at.div_euclid(HOUR_MS) * HOUR_MS,
-                ))
-                .or_default()
-                .add(&f);
             q = q
                 .bind(m.header.device_id.as_str().to_string())
                 .bind(m.header.epoch.as_str().to_string())
                 .bind(seq_i64(m.header.seq))
-                .bind(at)
+                .bind(ms(m.header.collected_at))
                 .bind(now_ms)
                 .bind(f.battery_health_percent)
                 .bind(f.battery_charge_percent)
@@ -418,7 +435,28 @@ async fn insert_health(
                 .bind(f.load_1)
                 .bind(serde_json::to_string(h).expect("health serializes"));
         }
-        q.execute(&mut **tx).await?;
+        let rows = q.fetch_all(&mut **tx).await?;
+        duplicates += keep_new(chunk, rows, fresh)?;
+    }
+    Ok(duplicates)
+}
+
+/// Merges the new samples into their hours' aggregates.
+async fn merge_hourly(
+    tx: &mut Transaction<'static, Any>,
+    engine: Engine,
+    msgs: &[(&Message, &Health)],
+) -> Result<(), StoreError> {
+    let mut hourly: BTreeMap<(&str, i64), Hourly> = BTreeMap::new();
+    for (m, h) in msgs {
+        let at = ms(m.header.collected_at);
+        hourly
+            .entry((
+                m.header.device_id.as_str(),
+                at.div_euclid(HOUR_MS) * HOUR_MS,
+            ))
+            .or_default()
+            .add(&HealthFigures::of(h));
     }
     let rows: Vec<_> = hourly.into_iter().collect();
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {

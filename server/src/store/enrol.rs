@@ -143,7 +143,15 @@ impl Store {
         req: &EnrolmentRequest<'_>,
         now: DateTime<Utc>,
     ) -> Result<Result<Enrolled, EnrolmentRefused>, StoreError> {
+        // SQLite: the write lock up front (a transaction that read first and then wrote
+        // failed with "database is locked" when enrolments ran concurrently).
+        // PostgreSQL: take the token's row for writing first, which serialises
+        // enrolments on one token so `max_uses` cannot be overrun by a race.
         let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE enrollment_tokens SET uses = uses WHERE id = $1")
+            .bind(req.token_id.to_string())
+            .execute(&mut *tx)
+            .await?;
         let sql =
             format!("SELECT {TOKEN_COLUMNS}, secret_sha256 FROM enrollment_tokens WHERE id = $1");
         let Some(row) = sqlx::query(AssertSqlSafe(sql))

@@ -103,7 +103,13 @@ impl Store {
             devices_revoked: self
                 .scalar("SELECT COUNT(*) FROM devices WHERE revoked_at_ms IS NOT NULL")
                 .await?,
-            messages: self.scalar("SELECT COUNT(*) FROM received").await?,
+            // Health samples are their own dedup record (see `batch`); other kinds are in
+            // `received`.
+            messages: self
+                .scalar(
+                    "SELECT (SELECT COUNT(*) FROM received) + (SELECT COUNT(*) FROM health_samples)",
+                )
+                .await?,
             health_samples: self.scalar("SELECT COUNT(*) FROM health_samples").await?,
             health_hours: self.scalar("SELECT COUNT(*) FROM health_hourly").await?,
             events: self.scalar("SELECT COUNT(*) FROM events").await?,
@@ -128,15 +134,16 @@ impl Store {
             .await
     }
 
-    /// Messages stored for one device (all kinds), counted on the dedup table.
+    /// Messages stored for one device (all kinds), counted on the dedup records.
     pub async fn message_count(&self, device: &DeviceId) -> Result<i64, StoreError> {
-        Ok(
-            sqlx::query("SELECT COUNT(*) FROM received WHERE device_id = $1")
-                .bind(device.as_str().to_string())
-                .fetch_one(&self.pool)
-                .await?
-                .try_get(0)?,
+        Ok(sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM received WHERE device_id = $1) \
+                 + (SELECT COUNT(*) FROM health_samples WHERE device_id = $1)",
         )
+        .bind(device.as_str().to_string())
+        .fetch_one(&self.pool)
+        .await?
+        .try_get(0)?)
     }
 
     pub async fn devices(&self) -> Result<Vec<DeviceRow>, StoreError> {

@@ -1,5 +1,6 @@
-//! The README's main command: `parc-server demo` runs the loop and the server reports,
-//! over HTTP, what it actually received and refused.
+//! The README's main command: `parc-server demo` runs the loop — the simulated fleet
+//! enrols and connects like real agents, the real agent reports this machine, the
+//! impostor is refused — and the server reports over HTTP what it actually received.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -21,51 +22,60 @@ fn http_get(addr: &str, path: &str) -> String {
         .unwrap_or_default()
 }
 
+/// The `host:port` of the first printed URL on a line containing `marker`.
+fn url_on(lines: &[String], marker: &str) -> String {
+    let line = lines
+        .iter()
+        .find(|l| l.contains(marker))
+        .unwrap_or_else(|| panic!("no line with {marker:?} in {lines:?}"));
+    let after = line.split("http://").nth(1).unwrap();
+    after.split('/').next().unwrap().trim().to_string()
+}
+
 #[test]
-fn demo_runs_the_loop_and_refuses_the_impostor() {
+fn demo_enrols_the_fleet_and_the_real_agent_and_refuses_the_impostor() {
     let data = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_parc-server"))
-        .args([
-            "demo",
-            "--http",
-            "127.0.0.1:0",
-            "--mqtt",
-            "127.0.0.1:0",
-            "--devices",
-            "8",
-            "--data-dir",
-        ])
+        .args(["demo", "--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0"])
+        .args(["--webhook", "127.0.0.1:0", "--devices", "8"])
+        .args(["--accel", "2016", "--duration-seconds", "60", "--data-dir"])
         .arg(data.path())
-        .args(["--interval-seconds", "1", "--duration-seconds", "30"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let addr = loop {
-        let line = lines.next().expect("demo printed its URLs").unwrap();
-        if let Some(url) = line
-            .split("http://")
-            .nth(1)
-            .filter(|_| line.contains("/api/v1/summary"))
-        {
-            break url.trim_end_matches("/api/v1/summary").to_string();
+    let mut reader = BufReader::new(stdout).lines();
+    let mut lines = Vec::new();
+    for line in reader.by_ref() {
+        let line = line.unwrap();
+        let done = line.starts_with("Press Ctrl-C");
+        lines.push(line);
+        if done {
+            break;
         }
-    };
+    }
+    let addr = url_on(&lines, "/api/v1/summary");
+    let hook = url_on(&lines, "Webhook deliveries");
     assert_eq!(http_get(&addr, "/healthz").trim(), "ok");
 
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(40);
     let summary = loop {
         let body = http_get(&addr, "/api/v1/summary");
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         let healths = v["counts"]["health_samples"].as_u64().unwrap_or(0);
+        let inventories = v["counts"]["inventories"].as_u64().unwrap_or(0);
+        let forged = v["counts"]["quarantined"]["bad_signature"]
+            .as_u64()
+            .unwrap_or(0);
+        let delivered: serde_json::Value =
+            serde_json::from_str(&http_get(&hook, "/deliveries")).unwrap();
+        // 8 simulated devices, the impostor's own inventory, and this machine's agent;
+        // and a ticket delivered to the holder's webhook.
         if healths >= 16
-            && v["counts"]["inventories"] == 8
-            && v["counts"]["quarantined"]["bad_signature"]
-                .as_u64()
-                .unwrap_or(0)
-                >= 1
+            && inventories >= 10
+            && forged >= 1
+            && delivered["total"].as_u64() > Some(0)
         {
             break v;
         }
@@ -77,27 +87,53 @@ fn demo_runs_the_loop_and_refuses_the_impostor() {
     };
     let devices: serde_json::Value =
         serde_json::from_str(&http_get(&addr, "/api/v1/devices")).unwrap();
+    let deliveries: serde_json::Value =
+        serde_json::from_str(&http_get(&hook, "/deliveries")).unwrap();
     child.kill().unwrap();
     child.wait().unwrap();
 
     assert_eq!(summary["engine"], "sqlite");
-    assert_eq!(summary["counts"]["inventories"], 8);
     let devices = devices.as_array().unwrap();
-    assert_eq!(devices.len(), 9, "8 devices and the impostor are enrolled");
-    let impostor = devices
-        .iter()
-        .find(|d| d["device_id"] == "d-demo-impostor")
-        .unwrap();
-    assert!(
-        impostor["last_seen"].is_null(),
-        "the impostor's forged messages were all refused: {impostor}"
+    assert_eq!(
+        devices.len(),
+        10,
+        "8 simulated devices, the impostor and the real agent enrolled: {devices:?}"
     );
-    let d0 = devices
+    let first = devices
         .iter()
-        .find(|d| d["device_id"] == "d-demo-0000")
-        .unwrap();
-    assert_eq!(d0["serial"], "PARCDEMO0000");
-    assert_eq!(d0["online"], true);
+        .find(|d| d["serial"] == "PARCDEMO0000")
+        .expect("the first delivered serial enrolled");
+    assert!(!first["last_seen"].is_null(), "{first}");
+    assert!(
+        devices.iter().any(|d| d["agent_version"]
+            .as_str()
+            .is_some_and(|v| !v.ends_with("-sim"))),
+        "the real agent reported: {devices:?}"
+    );
+    // The scheduled battery wear opened a ticket for the lot's holder, and the demo's
+    // receiver got it, signed.
+    let notices: Vec<&serde_json::Value> = deliveries["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["body"]["event"] == "ticket.created")
+        .collect();
+    assert!(!notices.is_empty(), "no ticket delivered: {deliveries}");
+    let n = notices[0];
+    assert!(
+        n["parc_headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h[0] == "x-parc-signature" && h[1].as_str().unwrap().starts_with("sha256=")),
+        "{n}"
+    );
+    assert!(
+        n["body"]["ticket"]["reference"]
+            .as_str()
+            .unwrap()
+            .starts_with("PARC-")
+    );
 }
 
 #[test]
@@ -105,14 +141,8 @@ fn demo_stops_by_itself_and_reports_what_it_stored() {
     let data = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_parc-server"))
         .args(["demo", "--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0"])
-        .args([
-            "--devices",
-            "3",
-            "--interval-seconds",
-            "1",
-            "--duration-seconds",
-            "3",
-        ])
+        .args(["--webhook", "127.0.0.1:0", "--no-agent"])
+        .args(["--devices", "3", "--duration-seconds", "6"])
         .arg("--data-dir")
         .arg(data.path())
         .stderr(Stdio::null())
@@ -125,4 +155,8 @@ fn demo_stops_by_itself_and_reports_what_it_stored() {
         .find(|l| l.starts_with("Stopped. Stored"))
         .unwrap_or_else(|| panic!("no summary in:\n{stdout}"));
     assert!(summary.contains("from 4 devices"), "{summary}");
+    assert!(
+        stdout.lines().any(|l| l.starts_with("Fleet: 3 devices")),
+        "{stdout}"
+    );
 }

@@ -231,6 +231,43 @@ async fn a_revoked_device_cannot_enrol_again() {
     server.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_enrolments_all_succeed_and_never_overrun_max_uses() {
+    let server = start(TestDb::sqlite(), None).await;
+    let open = token(&server.store, Duration::days(1), None).await;
+    let capped = token(&server.store, Duration::days(1), Some(5)).await;
+    let http = server.http;
+    // 24 enrolments at once on one token, each on its own task.
+    let run = |tok: String, prefix: &'static str| async move {
+        let handles: Vec<_> = (0..24)
+            .map(|i| {
+                let body = request(&tok, Some(&format!("{prefix}{i}")), &[]);
+                tokio::spawn(async move {
+                    http_post_json(http, parc_protocol::enroll::ENROLL_PATH, &body)
+                        .await
+                        .0
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for h in handles {
+            out.push(h.await.unwrap());
+        }
+        out
+    };
+    let statuses = run(open, "OPEN").await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let capped = run(capped, "CAP").await;
+    assert_eq!(
+        capped.iter().filter(|s| **s == 200).count(),
+        5,
+        "{capped:?}"
+    );
+    assert!(capped.iter().all(|s| *s == 200 || *s == 401), "{capped:?}");
+    assert_eq!(server.store.counts().await.unwrap().devices, 29);
+    server.stop().await;
+}
+
 /// Mosquitto with the shipped ACL and a password file from the store: a device's
 /// login lets it publish on its own topics only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    parc_sim::cli::main()
+}
