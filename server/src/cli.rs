@@ -79,6 +79,11 @@ pub enum Command {
     },
     /// Check the configuration and report the first problem with its key.
     ValidateConfig,
+    /// Dashboard and API accounts, and their API tokens.
+    User {
+        #[command(subcommand)]
+        action: crate::accounts_cli::UserAction,
+    },
     /// Import procurement data (dataset, delivery manifests) into the database.
     Import {
         #[command(subcommand)]
@@ -214,6 +219,7 @@ async fn admin(config: Option<&std::path::Path>, command: Command) -> anyhow::Re
             );
             println!("device {id} revoked; servers refuse its messages within 30 s");
         }
+        Command::User { action } => crate::accounts_cli::run(&store, action).await?,
         Command::PrintMosquittoPasswd => {
             for line in store.mosquitto_password_lines().await? {
                 println!("{line}");
@@ -238,6 +244,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         command @ (Command::Token { .. }
         | Command::Device { .. }
+        | Command::User { .. }
         | Command::PrintMosquittoPasswd) => {
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(admin(cli.config.as_deref(), command))?;

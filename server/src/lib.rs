@@ -1,20 +1,26 @@
 //! The Parc server library: everything `parc-server` does, testable without the
 //! binary. `main.rs` only parses arguments and reports errors.
 
+pub mod accounts_cli;
 pub mod app;
+pub mod auth;
 pub mod broker;
 pub mod cli;
 pub mod config;
+pub mod csv_export;
 pub mod demo;
 pub mod domain;
 pub mod enroll;
 pub mod http;
+pub mod http_auth;
 pub mod http_procurement;
 pub mod ingest;
 pub mod inventory_diff;
 pub mod metrics;
+pub mod openapi;
 pub mod procurement;
 pub mod procurement_cli;
 pub mod rules;
 pub mod shutdown;
 pub mod store;
+pub mod web;

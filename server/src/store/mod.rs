@@ -7,8 +7,10 @@
 //! module must never decide what a message means (that is ingest's and the rules'
 //! job) and never hold a transaction open across anything but SQL.
 
+mod accounts;
 mod batch;
 mod enrol;
+mod fleet;
 mod procurement;
 mod query;
 
@@ -19,8 +21,13 @@ use parc_protocol::{DeviceId, DeviceKey};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row as _};
 
+pub use accounts::{AccountInfo, AccountRefused, AccountRow, NewAccount};
 pub use batch::{BatchOutcome, Item, Quarantined};
 pub use enrol::{Enrolled, EnrolmentRefused, EnrolmentRequest, NewTokenRecord, TokenRow};
+pub use fleet::{
+    DeviceState, DeviceUsage, EventRow, FleetDevice, FleetFilter, FleetPage, GroupCounts, Overview,
+    SiteUsage, StateCounts, StateThresholds, Usage,
+};
 pub use procurement::{
     CartDevice, CartRow, DatasetCounts, DemoDataError, FundingRow, LotRow, NeverSeen, OrderLineRow,
     OrderRow, Reconciliation, SiteRow, UnmatchedDevice, load_demo_dataset,

@@ -3,6 +3,7 @@
 #[macro_use]
 mod support;
 
+mod access;
 mod config;
 mod crash;
 mod demo;
