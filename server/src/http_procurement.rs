@@ -39,6 +39,8 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/warranties", get(warranties))
         .route("/api/v1/warranties.csv", get(warranties_csv))
         .route("/api/v1/lots", get(lots))
+        .route("/api/v1/lots/scorecard", get(scorecard))
+        .route("/api/v1/lots/scorecard.csv", get(scorecard_csv))
         .route("/api/v1/carts", get(carts))
         .route("/api/v1/orders", get(orders))
         .route("/api/v1/sites", get(sites))
@@ -211,7 +213,7 @@ async fn warranties_csv(
 /// Lots are public procurement data; a contract holder sees only its own.
 #[utoipa::path(get, path = "/api/v1/lots", tag = "procurement",
     responses((status = 200, description = "Lots with holder and terms")))]
-async fn lots(
+pub(crate) async fn lots(
     State(ingest): State<Arc<Ingest>>,
     p: Principal,
 ) -> Result<Json<Vec<LotRow>>, ApiError> {
@@ -243,4 +245,92 @@ async fn sites(
     p: Principal,
 ) -> Result<Json<Vec<SiteRow>>, ApiError> {
     Ok(Json(ingest.store.sites_in(&p.scope()).await?))
+}
+
+/// The scorecards the caller may see: a technician's cover its own organisation's
+/// orders, a holder's its own lots.
+pub(crate) async fn scoped_scorecards(
+    s: &AppState,
+    p: &Principal,
+) -> Result<Vec<crate::scorecard::LotScorecard>, ApiError> {
+    let scope = p.scope();
+    let store = &s.ingest.store;
+    let lots = store.lots_in(&scope).await?;
+    let orders = store.orders_in(&scope).await?;
+    let models = store
+        .lot_model_health(&scope, &s.web.thresholds, Utc::now())
+        .await?;
+    // Ticket figures join when the tickets module lands; until then they are unknown.
+    Ok(crate::scorecard::scorecards(&lots, &orders, &models, None))
+}
+
+#[utoipa::path(get, path = "/api/v1/lots/scorecard", tag = "procurement",
+    responses((status = 200, description = "Per lot: failure rate per model, tickets, MTTR, SLA compliance, penalties, cost per device and funding", body = [crate::scorecard::LotScorecard])))]
+pub(crate) async fn scorecard(
+    State(s): State<AppState>,
+    p: Principal,
+) -> Result<Json<Vec<crate::scorecard::LotScorecard>>, ApiError> {
+    Ok(Json(scoped_scorecards(&s, &p).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/lots/scorecard.csv", tag = "procurement",
+    responses((status = 200, description = "One line per lot and model, formulas neutralised", content_type = "text/csv")))]
+pub(crate) async fn scorecard_csv(
+    State(s): State<AppState>,
+    p: Principal,
+) -> Result<axum::response::Response, ApiError> {
+    let mut out = crate::csv_export::Writer::new(&[
+        "contract",
+        "lot",
+        "title",
+        "holder",
+        "model",
+        "delivered",
+        "reporting",
+        "faulty",
+        "failure_rate_percent",
+        "lot_tickets",
+        "lot_mttr_hours",
+        "lot_sla_compliance_percent",
+        "lot_penalties_eur",
+        "lot_purchase_incl_vat_eur",
+        "lot_cost_per_device_eur",
+        "lot_funding",
+    ]);
+    let eur = |c: i64| format!("{:.2}", c as f64 / 100.0);
+    let opt = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_default();
+    for c in scoped_scorecards(&s, &p).await? {
+        let t = c.tickets.clone();
+        let funding = c
+            .funding
+            .iter()
+            .map(|f| format!("{}: {}", f.source, eur(f.amount_cents)))
+            .collect::<Vec<_>>()
+            .join("; ");
+        for m in &c.models {
+            out.row(&[
+                c.contract.as_str(),
+                &c.lot.to_string(),
+                &c.title,
+                &c.holder,
+                &m.model,
+                &m.delivered.to_string(),
+                &m.reporting.to_string(),
+                &m.faulty.to_string(),
+                &opt(m.failure_rate_percent),
+                &t.as_ref()
+                    .map(|t| t.tickets.to_string())
+                    .unwrap_or_default(),
+                &opt(t.as_ref().and_then(|t| t.mean_time_to_restore_hours)),
+                &opt(t.as_ref().and_then(|t| t.sla_compliance_percent)),
+                &t.as_ref()
+                    .map(|t| eur(t.penalties_cents))
+                    .unwrap_or_default(),
+                &eur(c.purchase_incl_vat_cents),
+                &c.cost_per_device_cents.map(eur).unwrap_or_default(),
+                &funding,
+            ]);
+        }
+    }
+    Ok(out.into_response("bilan-des-lots.csv"))
 }

@@ -21,6 +21,7 @@ pub mod openapi;
 pub mod procurement;
 pub mod procurement_cli;
 pub mod rules;
+pub mod scorecard;
 pub mod shutdown;
 pub mod store;
 pub mod web;

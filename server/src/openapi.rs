@@ -33,6 +33,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
         crate::http_procurement::warranties,
         crate::http_procurement::warranties_csv,
         crate::http_procurement::lots,
+        crate::http_procurement::scorecard,
+        crate::http_procurement::scorecard_csv,
         crate::http_procurement::carts,
         crate::http_procurement::orders,
         crate::http_procurement::sites,

@@ -671,6 +671,44 @@ impl Store {
         Ok(out)
     }
 
+    /// Per lot and model within `scope`: delivered serials, those a device reports, and
+    /// the faulty ones now.
+    pub async fn lot_model_health(
+        &self,
+        scope: &Scope,
+        t: &StateThresholds,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<crate::scorecard::ModelHealth>, StoreError> {
+        let mut sql = Sql::new(
+            "SELECT l.contract_ref, l.lot_number, l.model, CAST(COUNT(*) AS BIGINT), \
+             CAST(COUNT(d.device_id) AS BIGINT), CAST(SUM(CASE WHEN d.device_id IS NOT NULL AND ",
+        );
+        push_state(&mut sql, t, now);
+        sql.push(
+            " = 'faulty' THEN 1 ELSE 0 END) AS BIGINT) FROM deliveries l \
+             JOIN sites s ON s.uai = l.site_uai JOIN organisations o ON o.id = s.owner_id \
+             JOIN lots lo ON lo.contract_ref = l.contract_ref AND lo.number = l.lot_number \
+             LEFT JOIN devices d ON d.serial = l.serial AND d.revoked_at_ms IS NULL \
+             LEFT JOIN device_latest lt ON lt.device_id = d.device_id WHERE ",
+        );
+        sql.scope(scope, "o", "lo");
+        sql.push(" GROUP BY l.contract_ref, l.lot_number, l.model ORDER BY l.contract_ref, l.lot_number, l.model");
+        sql.fetch_all(self)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(crate::scorecard::ModelHealth {
+                    contract: r.try_get(0)?,
+                    lot: u32::try_from(r.try_get::<i64, _>(1)?).unwrap_or(0),
+                    model: r.try_get(2)?,
+                    delivered: r.try_get(3)?,
+                    reporting: r.try_get(4)?,
+                    faulty: r.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
     /// Most recent events of one device first.
     pub async fn device_events(
         &self,

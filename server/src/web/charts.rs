@@ -28,7 +28,8 @@ pub fn line_chart(
     let hi = points.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
     let pad = ((hi - lo) * 0.1).max(1.0);
     let (ymin, ymax) = ((lo - pad).max(bounds.0), (hi + pad).min(bounds.1));
-    let span_days = (to - from).num_days();
+    let span_hours = (to - from).num_hours();
+    let y_decimals = if ymax_span(lo, hi) < 10.0 { 1 } else { 0 };
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (720, 260)).into_drawing_area();
@@ -45,13 +46,15 @@ pub fn line_chart(
             .x_labels(6)
             .y_labels(6)
             .x_label_formatter(&|d: &DateTime<Utc>| {
-                if span_days >= 2 {
+                if span_hours >= 72 {
                     d.format("%d/%m").to_string()
-                } else {
+                } else if span_hours >= 12 {
                     d.format("%d/%m %Hh").to_string()
+                } else {
+                    d.format("%H:%M").to_string()
                 }
             })
-            .y_label_formatter(&|v: &f64| format!("{v:.0}"))
+            .y_label_formatter(&|v: &f64| format!("{v:.prec$}", prec = y_decimals))
             .label_style(("sans-serif", 12).into_font().color(&RGBColor(40, 40, 40)))
             .draw()
             .ok()?;
@@ -77,6 +80,10 @@ pub fn line_chart(
     ))
 }
 
+fn ymax_span(lo: f64, hi: f64) -> f64 {
+    hi - lo
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,7 +104,10 @@ mod tests {
             svg.contains("<polyline") || svg.contains("<path"),
             "a line is drawn"
         );
-        assert!(svg.contains("\n90\n</text>"), "y labels are drawn");
+        assert!(
+            svg.contains("\n90.0\n</text>"),
+            "y labels are drawn, with a decimal on a narrow range"
+        );
         assert!(svg.contains("10/10 08h"), "x labels are day/month hour");
         assert!(line_chart("x", &[], (0.0, 100.0)).is_none());
         assert!(line_chart("x", &pts[..1], (0.0, 100.0)).is_some());

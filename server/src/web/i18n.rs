@@ -144,6 +144,10 @@ pub struct Tr {
     pub funding: &'static str,
     pub purchase_incl_vat: &'static str,
     pub delivered: &'static str,
+    pub reporting: &'static str,
+    pub own_share: &'static str,
+    pub open_tickets: &'static str,
+    pub tickets_unknown: &'static str,
     // Errors
     pub forbidden: &'static str,
 }
@@ -274,6 +278,10 @@ pub static FR: Tr = Tr {
     funding: "Financement",
     purchase_incl_vat: "Achat TTC",
     delivered: "Livrés",
+    reporting: "Remontant",
+    own_share: "Reste à charge",
+    open_tickets: "ouverts",
+    tickets_unknown: "non disponibles",
     forbidden: "Votre rôle ne permet pas d’afficher cette page.",
 };
 

@@ -47,6 +47,7 @@ pub fn routes() -> Router<AppState> {
         .route("/carts", get(carts))
         .route("/usage", get(usage))
         .route("/reconciliation", get(reconciliation))
+        .route("/lots", get(lots))
         .route("/live/overview", get(live_overview))
 }
 
@@ -70,6 +71,28 @@ impl<T: Instant> Instant for &T {
     fn instant(&self) -> DateTime<Utc> {
         (**self).instant()
     }
+}
+
+/// Cents however deeply the template borrowed them.
+pub trait Cents {
+    fn cents(&self) -> i64;
+}
+
+impl Cents for i64 {
+    fn cents(&self) -> i64 {
+        *self
+    }
+}
+
+impl<T: Cents> Cents for &T {
+    fn cents(&self) -> i64 {
+        (**self).cents()
+    }
+}
+
+/// Euros for the pages.
+pub fn eur<C: Cents>(c: C) -> String {
+    crate::scorecard::euros(c.cents())
 }
 
 /// The header's view of the logged-in user.
@@ -512,18 +535,37 @@ async fn device(
         .await
         .or_page(&session)?
         .map(|dd| device_warranty(&dd, today_in_france(now)));
+    // Hourly aggregates over 90 days once there are enough of them; until then the raw
+    // samples of the last 7 days show more than a dot.
     let hourly = store
         .hourly_series(&device_id, now - chrono::Duration::days(90), now)
         .await
         .or_page(&session)?;
-    let battery: Vec<_> = hourly
-        .iter()
-        .filter_map(|h| Some((h.hour, h.battery_health_min?)))
-        .collect();
-    let temperature: Vec<_> = hourly
-        .iter()
-        .filter_map(|h| Some((h.hour, h.temperature_max_celsius?)))
-        .collect();
+    let (battery, temperature): (Vec<_>, Vec<_>) = if hourly.len() >= 24 {
+        (
+            hourly
+                .iter()
+                .filter_map(|h| Some((h.hour, h.battery_health_min?)))
+                .collect(),
+            hourly
+                .iter()
+                .filter_map(|h| Some((h.hour, h.temperature_max_celsius?)))
+                .collect(),
+        )
+    } else {
+        let raw = store
+            .health_series(&device_id, now - chrono::Duration::days(7), now)
+            .await
+            .or_page(&session)?;
+        (
+            raw.iter()
+                .filter_map(|h| Some((h.collected_at, h.battery_health_percent?)))
+                .collect(),
+            raw.iter()
+                .filter_map(|h| Some((h.collected_at, h.temperature_max_celsius?)))
+                .collect(),
+        )
+    };
     let disk = disk_wear(
         &store
             .health_bodies_with(
@@ -809,6 +851,28 @@ async fn usage(
         from,
         to,
         u,
+    }
+    .into_response())
+}
+
+// --- Lot scorecard --------------------------------------------------------------------
+
+#[derive(Template, WebTemplate)]
+#[template(path = "lots.html")]
+struct LotsPage {
+    t: &'static Tr,
+    user: Option<UserView>,
+    cards: Vec<crate::scorecard::LotScorecard>,
+}
+
+async fn lots(State(state): State<AppState>, session: WebSession) -> Result<Response, PageError> {
+    let cards = crate::http_procurement::scoped_scorecards(&state, &session.principal)
+        .await
+        .or_page(&session)?;
+    Ok(LotsPage {
+        t: &FR,
+        user: UserView::of(&session),
+        cards,
     }
     .into_response())
 }

@@ -178,6 +178,8 @@ fn matrix() -> Vec<(&'static str, &'static str, Expect)> {
         ("GET", "/api/v1/warranties", all),
         ("GET", "/api/v1/warranties.csv", all),
         ("GET", "/api/v1/lots", all),
+        ("GET", "/api/v1/lots/scorecard", all),
+        ("GET", "/api/v1/lots/scorecard.csv", all),
         ("GET", "/api/v1/carts", all),
         ("GET", "/api/v1/orders", all),
         ("GET", "/api/v1/sites", all),

@@ -4,6 +4,7 @@
 mod support;
 
 mod access;
+mod browser;
 mod config;
 mod crash;
 mod demo;
