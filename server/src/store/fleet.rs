@@ -208,6 +208,85 @@ pub struct Usage {
     pub sites: Vec<SiteUsage>,
 }
 
+/// How old the fleet aggregate behind [`Store::fleet_overview`] may be.
+pub const OVERVIEW_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// One group of the fleet aggregate: where, under which lot, which model, which state,
+/// how many devices — and who may see them (site owner, its coordinator, lot holder).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OverviewRow {
+    pub site: Option<String>,
+    pub site_name: Option<String>,
+    pub organisation: Option<String>,
+    pub organisation_name: Option<String>,
+    pub coordinator: Option<String>,
+    pub contract: Option<String>,
+    pub lot: Option<i64>,
+    pub lot_title: Option<String>,
+    pub holder: Option<String>,
+    pub model: Option<String>,
+    pub state: DeviceState,
+    pub devices: i64,
+}
+
+pub(super) struct OverviewCache {
+    computed: std::time::Instant,
+    thresholds: StateThresholds,
+    rows: std::sync::Arc<Vec<OverviewRow>>,
+}
+
+/// Whether `scope` may see a group (the same rule as [`Sql::scope`]; devices without a
+/// delivery only for `Scope::All`).
+fn row_in(scope: &Scope, r: &OverviewRow) -> bool {
+    match scope {
+        Scope::All => true,
+        Scope::Organisation(o) => {
+            r.organisation.as_ref() == Some(o) || r.coordinator.as_ref() == Some(o)
+        }
+        Scope::Holder(h) => r.holder.as_ref() == Some(h),
+    }
+}
+
+/// The overview of the groups `scope` may see.
+pub fn overview_in(scope: &Scope, rows: &[OverviewRow]) -> Overview {
+    let mut out = Overview::default();
+    let mut groups: [BTreeMap<String, GroupCounts>; 4] = Default::default();
+    for r in rows.iter().filter(|r| row_in(scope, r)) {
+        out.totals.add(r.state, r.devices);
+        let lot = r
+            .contract
+            .as_ref()
+            .map(|c| format!("{c}#{}", r.lot.unwrap_or_default()));
+        let keys = [
+            (&r.organisation, &r.organisation_name),
+            (&r.site, &r.site_name),
+            (&lot, &r.lot_title),
+            (&r.model, &r.model),
+        ];
+        for (g, (key, label)) in groups.iter_mut().zip(keys) {
+            let key = key.clone().unwrap_or_default();
+            let label = match (label, key.is_empty()) {
+                (Some(l), false) => l.clone(),
+                _ => String::new(),
+            };
+            g.entry(key.clone())
+                .or_insert_with(|| GroupCounts {
+                    key,
+                    label,
+                    counts: StateCounts::default(),
+                })
+                .counts
+                .add(r.state, r.devices);
+        }
+    }
+    let [a, s, l, m] = groups;
+    out.by_authority = a.into_values().collect();
+    out.by_site = s.into_values().collect();
+    out.by_lot = l.into_values().collect();
+    out.by_model = m.into_values().collect();
+    out
+}
+
 /// A statement under construction with its arguments, numbered `$1…` as pushed.
 #[derive(Default)]
 pub(super) struct Sql {
@@ -252,7 +331,7 @@ impl Sql {
         self.bind(Arg::Real(v))
     }
 
-    pub async fn fetch_all(self, store: &Store) -> Result<Vec<AnyRow>, StoreError> {
+    fn build(self) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
         let mut q = sqlx::query(sqlx::AssertSqlSafe(self.text));
         for a in self.args {
             q = match a {
@@ -261,7 +340,18 @@ impl Sql {
                 Arg::Real(v) => q.bind(v),
             };
         }
-        Ok(q.fetch_all(&store.pool).await?)
+        q
+    }
+
+    pub async fn fetch_all(self, store: &Store) -> Result<Vec<AnyRow>, StoreError> {
+        Ok(self.build().fetch_all(&store.pool).await?)
+    }
+
+    pub async fn execute(
+        self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    ) -> Result<u64, StoreError> {
+        Ok(self.build().execute(&mut **tx).await?.rows_affected())
     }
 
     /// Appends the scope condition, given the aliases of the joined `organisations` (site
@@ -356,66 +446,79 @@ fn fleet_device(r: &AnyRow) -> Result<FleetDevice, StoreError> {
 }
 
 impl Store {
-    /// Devices by state, overall and per authority, site, lot and model.
+    /// Devices by state, overall and per authority, site, lot and model, within
+    /// `scope`. Reads an aggregate of the whole fleet recomputed at most every
+    /// [`OVERVIEW_MAX_AGE`] (one GROUP BY over every device), filtered here by scope.
     pub async fn fleet_overview(
         &self,
         scope: &Scope,
         t: &StateThresholds,
         now: DateTime<Utc>,
     ) -> Result<Overview, StoreError> {
+        let rows = {
+            let mut cache = self.overview_cache.lock().await;
+            match &*cache {
+                Some(c) if c.thresholds == *t && c.computed.elapsed() < OVERVIEW_MAX_AGE => {
+                    c.rows.clone()
+                }
+                _ => {
+                    let rows = std::sync::Arc::new(self.overview_rows(t, now).await?);
+                    *cache = Some(OverviewCache {
+                        computed: std::time::Instant::now(),
+                        thresholds: *t,
+                        rows: rows.clone(),
+                    });
+                    rows
+                }
+            }
+        };
+        Ok(overview_in(scope, &rows))
+    }
+
+    /// The whole fleet's aggregate: devices are grouped on their delivery's keys first,
+    /// and only the groups are joined to sites, organisations and lots.
+    pub async fn overview_rows(
+        &self,
+        t: &StateThresholds,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<OverviewRow>, StoreError> {
         let mut sql = Sql::new(
-            "SELECT o.id, o.name, s.uai, s.name, l.contract_ref, l.lot_number, lo.title, \
-             COALESCE(l.model, d.product_name), ",
+            "SELECT x.site_uai, s.name, o.id, o.name, o.coordinator_id, x.contract_ref, \
+             x.lot_number, lo.title, lo.holder_id, x.model, x.st, x.n FROM (SELECT l.site_uai, \
+             l.contract_ref, l.lot_number, COALESCE(l.model, d.product_name) AS model, ",
         );
         push_state(&mut sql, t, now);
-        sql.push(" AS st, COUNT(*)");
-        sql.push(DEVICE_JOINS);
-        sql.push("WHERE d.revoked_at_ms IS NULL AND ");
-        sql.scope(scope, "o", "lo");
-        sql.push(" GROUP BY o.id, o.name, s.uai, s.name, l.contract_ref, l.lot_number, lo.title, COALESCE(l.model, d.product_name), st");
-        let mut out = Overview::default();
-        let mut groups: [BTreeMap<String, GroupCounts>; 4] = Default::default();
-        for r in sql.fetch_all(self).await? {
-            let state = state_of(&r, 8)?;
-            let n: i64 = r.try_get(9)?;
-            out.totals.add(state, n);
-            let org: Option<String> = r.try_get(0)?;
-            let site: Option<String> = r.try_get(2)?;
-            let lot = r.try_get::<Option<String>, _>(4)?.map(|c| {
-                let n: i64 = r.try_get(5).unwrap_or_default();
-                format!("{c}#{n}")
-            });
-            let keys = [
-                (org.clone(), r.try_get::<Option<String>, _>(1)?),
-                (site.clone(), r.try_get::<Option<String>, _>(3)?),
-                (lot.clone(), r.try_get::<Option<String>, _>(6)?),
-                (
-                    r.try_get::<Option<String>, _>(7)?,
-                    r.try_get::<Option<String>, _>(7)?,
-                ),
-            ];
-            for (g, (key, label)) in groups.iter_mut().zip(keys) {
-                let key = key.unwrap_or_default();
-                let label = match (&label, key.is_empty()) {
-                    (Some(l), false) => l.clone(),
-                    _ => String::new(),
-                };
-                g.entry(key.clone())
-                    .or_insert_with(|| GroupCounts {
-                        key,
-                        label,
-                        counts: StateCounts::default(),
-                    })
-                    .counts
-                    .add(state, n);
-            }
-        }
-        let [a, s, l, m] = groups;
-        out.by_authority = a.into_values().collect();
-        out.by_site = s.into_values().collect();
-        out.by_lot = l.into_values().collect();
-        out.by_model = m.into_values().collect();
-        Ok(out)
+        sql.push(
+            " AS st, CAST(COUNT(*) AS BIGINT) AS n FROM devices d \
+             LEFT JOIN deliveries l ON l.serial = d.serial \
+             LEFT JOIN device_latest lt ON lt.device_id = d.device_id \
+             WHERE d.revoked_at_ms IS NULL \
+             GROUP BY l.site_uai, l.contract_ref, l.lot_number, \
+             COALESCE(l.model, d.product_name), st) x \
+             LEFT JOIN sites s ON s.uai = x.site_uai \
+             LEFT JOIN organisations o ON o.id = s.owner_id \
+             LEFT JOIN lots lo ON lo.contract_ref = x.contract_ref AND lo.number = x.lot_number",
+        );
+        sql.fetch_all(self)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(OverviewRow {
+                    site: r.try_get(0)?,
+                    site_name: r.try_get(1)?,
+                    organisation: r.try_get(2)?,
+                    organisation_name: r.try_get(3)?,
+                    coordinator: r.try_get(4)?,
+                    contract: r.try_get(5)?,
+                    lot: r.try_get(6)?,
+                    lot_title: r.try_get(7)?,
+                    holder: r.try_get(8)?,
+                    model: r.try_get(9)?,
+                    state: state_of(r, 10)?,
+                    devices: r.try_get(11)?,
+                })
+            })
+            .collect()
     }
 
     /// One page of devices (by device id) matching `filter`, within `scope`.
@@ -435,19 +538,49 @@ impl Store {
         sql.scope(scope, "o", "lo");
         if let Some(q) = filter.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
             let serial = parc_protocol::normalize_serial(q).unwrap_or_else(|| q.to_uppercase());
-            sql.push(" AND ((d.serial >= ")
-                .text(&serial)
-                .push(" AND d.serial < ")
-                .text(&prefix_end(&serial))
-                .push(") OR (d.hostname >= ")
-                .text(q)
-                .push(" AND d.hostname < ")
-                .text(&prefix_end(q))
-                .push(") OR l.site_uai IN (SELECT uai FROM sites WHERE uai = ")
+            // Schools are few: find the matching ones first. A school holds many devices,
+            // so its matches come quickly in id order; without one, serial and host name
+            // prefixes are selective and drive the query through their indexes.
+            let mut schools = Sql::new("SELECT uai FROM sites WHERE uai = ");
+            schools
                 .text(&q.to_uppercase())
                 .push(" OR LOWER(name) LIKE ")
                 .text(&format!("%{}%", like_escape(&q.to_lowercase())))
-                .push(" ESCAPE '\\'))");
+                .push(" ESCAPE '\\'");
+            let uais: Vec<String> = schools
+                .fetch_all(self)
+                .await?
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect::<Result<_, _>>()?;
+            if uais.is_empty() {
+                sql.push(" AND d.device_id IN (SELECT device_id FROM devices WHERE serial >= ")
+                    .text(&serial)
+                    .push(" AND serial < ")
+                    .text(&prefix_end(&serial))
+                    .push(" UNION SELECT device_id FROM devices WHERE hostname >= ")
+                    .text(q)
+                    .push(" AND hostname < ")
+                    .text(&prefix_end(q))
+                    .push(")");
+            } else {
+                sql.push(" AND ((d.serial >= ")
+                    .text(&serial)
+                    .push(" AND d.serial < ")
+                    .text(&prefix_end(&serial))
+                    .push(") OR (d.hostname >= ")
+                    .text(q)
+                    .push(" AND d.hostname < ")
+                    .text(&prefix_end(q))
+                    .push(") OR l.site_uai IN (");
+                for (i, u) in uais.iter().enumerate() {
+                    if i > 0 {
+                        sql.push(", ");
+                    }
+                    sql.text(u);
+                }
+                sql.push("))");
+            }
         }
         if let Some(state) = filter.state {
             sql.push(" AND ");

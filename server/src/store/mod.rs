@@ -13,6 +13,7 @@ mod enrol;
 mod fleet;
 mod procurement;
 mod query;
+mod synthetic;
 
 use std::time::Duration;
 
@@ -25,14 +26,16 @@ pub use accounts::{AccountInfo, AccountRefused, AccountRow, NewAccount};
 pub use batch::{BatchOutcome, Item, Quarantined};
 pub use enrol::{Enrolled, EnrolmentRefused, EnrolmentRequest, NewTokenRecord, TokenRow};
 pub use fleet::{
-    DeviceState, DeviceUsage, EventRow, FleetDevice, FleetFilter, FleetPage, GroupCounts, Overview,
-    SiteUsage, StateCounts, StateThresholds, Usage,
+    DeviceState, DeviceUsage, EventRow, FleetDevice, FleetFilter, FleetPage, GroupCounts,
+    OVERVIEW_MAX_AGE, Overview, OverviewRow, SiteUsage, StateCounts, StateThresholds, Usage,
+    overview_in,
 };
 pub use procurement::{
     CartDevice, CartRow, DatasetCounts, DemoDataError, FundingRow, LotRow, NeverSeen, OrderLineRow,
     OrderRow, Reconciliation, SiteRow, UnmatchedDevice, load_demo_dataset,
 };
 pub use query::{Counts, DeviceRow, HealthPoint, HourlyPoint, InventoryChangeRow, QuarantineRow};
+pub use synthetic::{synthetic_device_id, synthetic_hostname, synthetic_serial};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -130,6 +133,8 @@ pub struct NewDevice {
 pub struct Store {
     pool: AnyPool,
     engine: Engine,
+    /// The dashboard's fleet aggregate (see `fleet.rs`), shared by every clone.
+    overview_cache: std::sync::Arc<tokio::sync::Mutex<Option<fleet::OverviewCache>>>,
 }
 
 /// A connection to the PostgreSQL server at `admin_url`, after checking that `name`
@@ -200,7 +205,11 @@ impl Store {
             Engine::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Engine::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        Ok(Self { pool, engine })
+        Ok(Self {
+            pool,
+            engine,
+            overview_cache: Default::default(),
+        })
     }
 
     /// Creates database `name` on the PostgreSQL server at `admin_url` (tests and
