@@ -9,6 +9,7 @@ mod config;
 mod crash;
 mod demo;
 mod enrol;
+mod fleet;
 mod ingest;
 mod pipeline;
 mod procurement;
