@@ -15,6 +15,7 @@ pub mod health;
 pub mod inventory;
 mod message;
 mod serial;
+pub mod ticket;
 mod topic;
 mod validate;
 pub use validate::MAX_SEQ;

@@ -10,10 +10,14 @@ use std::time::Duration;
 
 use crate::broker::{AuthRequest, BrokerError, EmbeddedBroker, Link};
 use crate::config::ServerConfig;
+use crate::dispatch::{DispatchOptions, Dispatcher};
 use crate::ingest::{BrokerUrl, ExternalMqtt, Ingest, IngestError, IngestOptions};
+use crate::maintenance::{Maintenance, MaintenanceOptions};
 use crate::metrics::Metrics;
+use crate::rules::RuleSet;
 use crate::shutdown::{self, Shutdown};
 use crate::store::{Store, StoreError};
+use parc_protocol::ticket::ContactRef;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -32,6 +36,10 @@ pub enum ServerError {
     },
     #[error("HTTP server: {0}")]
     Http(#[source] std::io::Error),
+    #[error("rules: {0}")]
+    Rules(String),
+    #[error(transparent)]
+    Dispatch(#[from] crate::dispatch::DispatchError),
 }
 
 enum Source {
@@ -47,6 +55,8 @@ enum Source {
 /// started: the demo adds in-process clients to the broker at this point.
 pub struct Prepared {
     pub ingest: Arc<Ingest>,
+    pub maintenance: Arc<Maintenance>,
+    dispatcher: Arc<Dispatcher>,
     source: Source,
     config: ServerConfig,
 }
@@ -93,12 +103,22 @@ impl Prepared {
             metrics.devices_online.set(n);
         }
         let ingest = Arc::new(Ingest::new(
-            store,
-            metrics,
+            store.clone(),
+            metrics.clone(),
             IngestOptions::from_config(&config),
         ));
+        let maintenance = Arc::new(Maintenance {
+            store: store.clone(),
+            metrics: metrics.clone(),
+            options: maintenance_options(&config)?,
+            rules_wakeup: ingest.rules_wakeup.clone(),
+            dispatch_wakeup: Arc::new(tokio::sync::Notify::new()),
+        });
+        let dispatcher = Arc::new(Dispatcher::new(store, metrics, dispatch_options(&config))?);
         Ok(Self {
             ingest,
+            maintenance,
+            dispatcher,
             source,
             config,
         })
@@ -143,6 +163,15 @@ impl Prepared {
                 signal.clone(),
             )),
         };
+        let rules_task = tokio::spawn(crate::maintenance::run(
+            self.maintenance.clone(),
+            signal.clone(),
+        ));
+        let dispatch_task = tokio::spawn(crate::dispatch::run(
+            self.dispatcher.clone(),
+            self.maintenance.clone(),
+            signal.clone(),
+        ));
         let prune_task = tokio::spawn(prune_loop(
             ingest.clone(),
             self.config.retention(),
@@ -154,7 +183,12 @@ impl Prepared {
             Duration::from_secs(15),
             signal.clone(),
         ));
-        let web = Arc::new(crate::http_auth::Web::new(self.config.http.secure_cookies));
+        let web = Arc::new(
+            crate::http_auth::Web::new(self.config.http.secure_cookies).with_dispatch(
+                self.maintenance.dispatch_wakeup.clone(),
+                self.config.dispatch.smtp_url.is_some(),
+            ),
+        );
         let http_task = tokio::spawn(crate::http::serve(
             http,
             crate::http::router(ingest.clone(), web),
@@ -167,6 +201,8 @@ impl Prepared {
             let ingest_result = ingest_task.await;
             let _ = prune_task.await;
             let _ = refresh_task.await;
+            let _ = rules_task.await;
+            let _ = dispatch_task.await;
             let http_result = http_task.await;
             (ingest_result, http_result)
         };
@@ -184,6 +220,48 @@ impl Prepared {
         // The pool itself closes when the last handle to the store goes: callers such as
         // the demo still read from it after the server stopped.
         Ok(())
+    }
+}
+
+/// The rules (shipped, plus the site's file) and ticket settings from the config.
+pub fn maintenance_options(config: &ServerConfig) -> Result<MaintenanceOptions, ServerError> {
+    let rules = match &config.rules.file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ServerError::Rules(format!("cannot read {}: {e}", path.display())))?;
+            RuleSet::shipped_with(&text)
+                .map_err(|e| ServerError::Rules(format!("{}: {e}", path.display())))?
+        }
+        None => RuleSet::shipped().map_err(|e| ServerError::Rules(e.to_string()))?,
+    };
+    let t = &config.tickets;
+    Ok(MaintenanceOptions {
+        rules,
+        storm_threshold: t.storm_threshold,
+        storm_window: chrono::Duration::hours(i64::from(t.storm_window_hours)),
+        reference_prefix: t.reference_prefix.clone(),
+        evidence: chrono::Duration::days(i64::from(t.evidence_days)),
+        contact: t.contact_name.as_ref().map(|name| ContactRef {
+            name: name.clone(),
+            email: t.contact_email.clone(),
+            phone: t.contact_phone.clone(),
+        }),
+        email_enabled: config.dispatch.smtp_url.is_some(),
+        silence_every: Duration::from_secs(u64::from(config.rules.silence_check_minutes) * 60),
+        instance: config.mqtt.client_id.clone(),
+    })
+}
+
+pub fn dispatch_options(config: &ServerConfig) -> DispatchOptions {
+    let d = &config.dispatch;
+    DispatchOptions {
+        smtp_url: d.smtp_url.clone(),
+        email_from: d.email_from.clone(),
+        public_url: d.public_url.clone(),
+        retry_first: Duration::from_secs(u64::from(d.retry_first_seconds)),
+        retry_max: Duration::from_secs(u64::from(d.retry_max_seconds)),
+        max_attempts: d.max_attempts,
+        timeout: Duration::from_secs(u64::from(d.timeout_seconds)),
     }
 }
 

@@ -62,6 +62,11 @@ pub enum Command {
         #[command(subcommand)]
         action: DeviceAction,
     },
+    /// Contract holders (titulaires).
+    Holder {
+        #[command(subcommand)]
+        action: HolderAction,
+    },
     /// Print Mosquitto's password file for the enrolled devices (user name = device id).
     PrintMosquittoPasswd,
     /// Print the Mosquitto ACL file for Parc (devices limited to their own topics;
@@ -112,6 +117,20 @@ pub enum TokenAction {
     List,
     /// Revoke a token by its id (`tok_…`).
     Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HolderAction {
+    /// Set where a holder's tickets are POSTed and print the secret that signs them
+    /// (X-Parc-Signature: sha256=HMAC-SHA256(secret, body)); a new secret each time.
+    SetWebhook {
+        /// The holder's id in the procurement dataset.
+        #[arg(long)]
+        holder: String,
+        /// https:// address of the holder's ticket endpoint.
+        #[arg(long)]
+        url: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -220,6 +239,23 @@ async fn admin(config: Option<&std::path::Path>, command: Command) -> anyhow::Re
             println!("device {id} revoked; servers refuse its messages within 30 s");
         }
         Command::User { action } => crate::accounts_cli::run(&store, action).await?,
+        Command::Holder {
+            action: HolderAction::SetWebhook { holder, url },
+        } => {
+            let parsed = reqwest::Url::parse(&url).with_context(|| format!("--url {url:?}"))?;
+            anyhow::ensure!(
+                matches!(parsed.scheme(), "https" | "http"),
+                "--url must be an http(s):// address"
+            );
+            let secret = crate::enroll::random_secret();
+            anyhow::ensure!(
+                store.set_holder_webhook(&holder, &url, &secret).await?,
+                "no contract holder with id {holder:?} (import the procurement dataset first)"
+            );
+            println!(
+                "Tickets of {holder} now go to {url}. Signing secret (shown only now; give it to the holder to verify X-Parc-Signature): {secret}"
+            );
+        }
         Command::PrintMosquittoPasswd => {
             for line in store.mosquitto_password_lines().await? {
                 println!("{line}");
@@ -245,6 +281,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         command @ (Command::Token { .. }
         | Command::Device { .. }
         | Command::User { .. }
+        | Command::Holder { .. }
         | Command::PrintMosquittoPasswd) => {
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(admin(cli.config.as_deref(), command))?;

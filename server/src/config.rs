@@ -35,6 +35,9 @@ pub struct ServerConfig {
     pub storage: StorageSection,
     pub ingest: IngestSection,
     pub retention: RetentionSection,
+    pub rules: RulesSection,
+    pub tickets: TicketsSection,
+    pub dispatch: DispatchSection,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,6 +93,37 @@ pub struct RetentionSection {
     pub quarantine_days: u32,
     pub quarantine_max_rows: u64,
     pub prune_interval_minutes: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesSection {
+    pub file: Option<PathBuf>,
+    pub silence_check_minutes: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TicketsSection {
+    pub storm_threshold: u32,
+    pub storm_window_hours: u32,
+    pub reference_prefix: String,
+    pub evidence_days: u32,
+    pub contact_name: Option<String>,
+    pub contact_email: Option<String>,
+    pub contact_phone: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DispatchSection {
+    pub smtp_url: Option<String>,
+    pub email_from: String,
+    pub public_url: String,
+    pub retry_first_seconds: u32,
+    pub retry_max_seconds: u32,
+    pub max_attempts: u32,
+    pub timeout_seconds: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -183,6 +217,58 @@ impl ServerConfig {
             return invalid(
                 "retention.hourly_days",
                 "raw_days must be at least 1 and hourly_days at least raw_days",
+            );
+        }
+        if cfg.rules.silence_check_minutes == 0 {
+            return invalid("rules.silence_check_minutes", "must be at least 1");
+        }
+        if cfg.tickets.storm_threshold < 2 {
+            return invalid(
+                "tickets.storm_threshold",
+                "must be at least 2 (a claim groups several devices)",
+            );
+        }
+        if cfg.tickets.storm_window_hours == 0 {
+            return invalid("tickets.storm_window_hours", "must be at least 1");
+        }
+        let prefix = &cfg.tickets.reference_prefix;
+        if prefix.is_empty()
+            || prefix.len() > 16
+            || !prefix.chars().all(|c| c.is_ascii_alphanumeric())
+        {
+            return invalid(
+                "tickets.reference_prefix",
+                "must be 1 to 16 ASCII letters or digits",
+            );
+        }
+        if let Some(url) = &cfg.dispatch.smtp_url
+            && !(url.starts_with("smtp://") || url.starts_with("smtps://"))
+        {
+            return invalid("dispatch.smtp_url", "must start with smtp:// or smtps://");
+        }
+        if cfg
+            .dispatch
+            .email_from
+            .parse::<lettre::message::Mailbox>()
+            .is_err()
+        {
+            return invalid(
+                "dispatch.email_from",
+                "must be an address like \"Parc <parc@example.org>\"",
+            );
+        }
+        if cfg.dispatch.retry_first_seconds == 0
+            || cfg.dispatch.retry_max_seconds < cfg.dispatch.retry_first_seconds
+        {
+            return invalid(
+                "dispatch.retry_max_seconds",
+                "retry_first_seconds must be at least 1 and retry_max_seconds at least that",
+            );
+        }
+        if cfg.dispatch.max_attempts == 0 || cfg.dispatch.timeout_seconds == 0 {
+            return invalid(
+                "dispatch.max_attempts",
+                "max_attempts and timeout_seconds must be at least 1",
             );
         }
         if cfg.retention.prune_interval_minutes == 0 {

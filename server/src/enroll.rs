@@ -61,6 +61,11 @@ pub fn new_mqtt_password() -> String {
     URL_SAFE_NO_PAD.encode(random::<24>())
 }
 
+/// A 256-bit secret as URL-safe text (webhook signing keys).
+pub fn random_secret() -> String {
+    URL_SAFE_NO_PAD.encode(random::<32>())
+}
+
 /// Mosquitto's iteration count for `$7$` (PBKDF2-SHA512) hashes, as `mosquitto_passwd`
 /// writes them.
 const MOSQUITTO_ITERATIONS: u32 = 101;

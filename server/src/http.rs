@@ -92,6 +92,7 @@ pub fn router(ingest: Arc<Ingest>, web: Arc<Web>) -> Router {
         .route("/api/v1/usage", get(usage))
         .route("/api/v1/quarantine", get(quarantine))
         .merge(crate::http_procurement::routes())
+        .merge(crate::http_tickets::routes())
         .merge(crate::web::routes())
         .route("/api/openapi.json", get(crate::openapi::serve))
         .with_state(state)

@@ -37,6 +37,10 @@ pub struct Web {
     pub session_ttl: chrono::Duration,
     pub throttle: LoginThrottle,
     pub thresholds: StateThresholds,
+    /// Whether tickets also go out by e-mail (an SMTP server is configured).
+    pub email_enabled: bool,
+    /// Wakes the outbox dispatcher when a status change queued a notice.
+    pub dispatch_wakeup: Arc<tokio::sync::Notify>,
 }
 
 impl Web {
@@ -47,7 +51,16 @@ impl Web {
             // Five wrong passwords per login name or client address per 15 minutes.
             throttle: LoginThrottle::new(5, Duration::from_secs(15 * 60)),
             thresholds: StateThresholds::default(),
+            email_enabled: false,
+            dispatch_wakeup: Arc::new(tokio::sync::Notify::new()),
         }
+    }
+
+    /// Notices queued by status changes go out through this dispatcher.
+    pub fn with_dispatch(mut self, wakeup: Arc<tokio::sync::Notify>, email_enabled: bool) -> Self {
+        self.dispatch_wakeup = wakeup;
+        self.email_enabled = email_enabled;
+        self
     }
 }
 

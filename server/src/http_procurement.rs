@@ -260,8 +260,16 @@ pub(crate) async fn scoped_scorecards(
     let models = store
         .lot_model_health(&scope, &s.web.thresholds, Utc::now())
         .await?;
-    // Ticket figures join when the tickets module lands; until then they are unknown.
-    Ok(crate::scorecard::scorecards(&lots, &orders, &models, None))
+    let tickets = store
+        .tickets_in(&scope, &crate::store::TicketFilter::default(), 10_000)
+        .await?;
+    let figures = crate::scorecard::lot_ticket_figures(&tickets, Utc::now());
+    Ok(crate::scorecard::scorecards(
+        &lots,
+        &orders,
+        &models,
+        Some(&figures),
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/lots/scorecard", tag = "procurement",

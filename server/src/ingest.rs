@@ -158,6 +158,8 @@ pub struct Ingest {
     pub connected: AtomicBool,
     /// The last commit succeeded.
     pub writer_ok: AtomicBool,
+    /// Woken after a commit that queued health samples for the rules.
+    pub rules_wakeup: Arc<tokio::sync::Notify>,
 }
 
 impl Ingest {
@@ -169,6 +171,7 @@ impl Ingest {
             options,
             connected: AtomicBool::new(false),
             writer_ok: AtomicBool::new(true),
+            rules_wakeup: Arc::new(tokio::sync::Notify::new()),
         }
     }
 }
@@ -272,6 +275,9 @@ async fn writer(
             m.rejected
                 .get_or_create(&Metrics::label("reason", reason))
                 .inc_by(*n);
+        }
+        if outcome.health_queued > 0 {
+            ingest.rules_wakeup.notify_one();
         }
         m.duplicates.inc_by(outcome.duplicates);
         m.stale.inc_by(outcome.stale);

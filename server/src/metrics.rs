@@ -28,6 +28,12 @@ pub struct Metrics {
     pub queue_depth: Gauge<i64, AtomicI64>,
     pub devices_online: Gauge<i64, AtomicI64>,
     pub mqtt_connected: Gauge<i64, AtomicI64>,
+    pub rules_samples: Counter,
+    pub findings: Family<Labels, Counter>,
+    pub tickets_opened: Family<Labels, Counter>,
+    pub deliveries: Family<Labels, Counter>,
+    pub delivery_failures: Family<Labels, Counter>,
+    pub maintenance_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -51,6 +57,12 @@ impl Metrics {
             queue_depth: Gauge::default(),
             devices_online: Gauge::default(),
             mqtt_connected: Gauge::default(),
+            rules_samples: Counter::default(),
+            findings: Family::default(),
+            tickets_opened: Family::default(),
+            deliveries: Family::default(),
+            delivery_failures: Family::default(),
+            maintenance_failures: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -107,6 +119,36 @@ impl Metrics {
             "mqtt_connected",
             "1 when the ingest is subscribed to the broker",
             m.mqtt_connected.clone(),
+        );
+        registry.register(
+            "rules_samples",
+            "Health samples evaluated by the fault rules",
+            m.rules_samples.clone(),
+        );
+        registry.register(
+            "findings_raised",
+            "Faults raised by the rules, by rule",
+            m.findings.clone(),
+        );
+        registry.register(
+            "tickets_opened",
+            "Tickets opened, by kind and queue",
+            m.tickets_opened.clone(),
+        );
+        registry.register(
+            "deliveries",
+            "Ticket deliveries, by channel and outcome (delivered, coalesced, failed)",
+            m.deliveries.clone(),
+        );
+        registry.register(
+            "delivery_attempt_failures",
+            "Delivery attempts that failed and will be retried or given up, by channel",
+            m.delivery_failures.clone(),
+        );
+        registry.register(
+            "maintenance_failures",
+            "Rule or dispatch rounds that failed on the database and were retried",
+            m.maintenance_failures.clone(),
         );
         Self { registry, ..m }
     }

@@ -262,3 +262,102 @@ mod tests {
         assert_eq!(euros(-100), "-1,00 €");
     }
 }
+
+/// Where a ticket stands against its deadlines at `now`.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct TicketSla {
+    /// Minutes until the GTI is due (negative: late); `None` when met or without one.
+    pub gti_minutes_left: Option<i64>,
+    pub gtr_minutes_left: Option<i64>,
+    pub gti_breached: bool,
+    pub gtr_breached: bool,
+    /// Penalties owed so far (holder's tickets only), cents.
+    pub penalty_cents: i64,
+}
+
+/// A ticket's deadlines and penalty at `now`: business days in the site's calendar and
+/// the lot's hours, as the maintenance worker set them.
+pub fn ticket_sla(v: &crate::store::TicketView, now: chrono::DateTime<chrono::Utc>) -> TicketSla {
+    use crate::procurement::france_local_time;
+    let t = &v.ticket;
+    let intervened = [
+        t.acknowledged_at,
+        t.in_progress_at,
+        t.resolved_at,
+        t.closed_at,
+    ]
+    .into_iter()
+    .flatten()
+    .min();
+    let restored = [t.resolved_at, t.closed_at].into_iter().flatten().min();
+    let cal = crate::maintenance::lot_calendar(
+        v.departement.as_deref(),
+        v.business_opens_at.as_deref().unwrap_or(""),
+        v.business_closes_at.as_deref().unwrap_or(""),
+    );
+    let clock = crate::tickets::TicketClock {
+        gti_due: t.gti_due.map(france_local_time),
+        gtr_due: t.gtr_due.map(france_local_time),
+        intervened_at: intervened.map(france_local_time),
+        resolved_at: restored.map(france_local_time),
+    };
+    let per_day = if t.queue == "holder" {
+        t.penalty_per_day_cents.and_then(|c| u64::try_from(c).ok())
+    } else {
+        None
+    };
+    let p = crate::tickets::ticket_penalty(&clock, france_local_time(now), &cal, per_day);
+    let left = |due: Option<chrono::DateTime<chrono::Utc>>, done: Option<_>| match (due, done) {
+        (Some(due), None) => Some((due - now).num_minutes()),
+        _ => None,
+    };
+    TicketSla {
+        gti_minutes_left: left(t.gti_due, intervened),
+        gtr_minutes_left: left(t.gtr_due, restored),
+        gti_breached: p.gti_breached,
+        gtr_breached: p.gtr_breached,
+        penalty_cents: i64::try_from(p.penalty_cents).unwrap_or(i64::MAX),
+    }
+}
+
+/// A lot's figures being summed: figures, hours to restore, restored tickets, tickets
+/// with a deadline, and those that kept them.
+type Tally = (TicketFigures, f64, i64, i64, i64);
+
+/// Ticket figures per `(contract, lot)` from the tickets the caller may see.
+pub fn lot_ticket_figures(
+    tickets: &[crate::store::TicketView],
+    now: chrono::DateTime<chrono::Utc>,
+) -> BTreeMap<(String, u32), TicketFigures> {
+    let mut out: BTreeMap<(String, u32), Tally> = BTreeMap::new();
+    for v in tickets {
+        let t = &v.ticket;
+        let (Some(c), Some(l)) = (&t.contract_ref, t.lot_number) else {
+            continue;
+        };
+        let e = out.entry((c.clone(), l)).or_default();
+        let sla = ticket_sla(v, now);
+        e.0.tickets += 1;
+        if !matches!(t.status.as_str(), "closed" | "rejected" | "resolved") {
+            e.0.open += 1;
+        }
+        e.0.penalties_cents += sla.penalty_cents;
+        if let Some(r) = [t.resolved_at, t.closed_at].into_iter().flatten().min() {
+            e.1 += (r - t.opened_at).num_minutes() as f64 / 60.0;
+            e.2 += 1;
+        }
+        if t.gti_due.is_some() || t.gtr_due.is_some() {
+            e.3 += 1;
+            if !sla.gti_breached && !sla.gtr_breached {
+                e.4 += 1;
+            }
+        }
+    }
+    out.into_iter()
+        .map(|(k, (mut f, hours, restored, with_deadline, kept))| {
+            f.mean_time_to_restore_hours = (restored > 0).then(|| hours / restored as f64);
+            f.sla_compliance_percent = percent(kept, with_deadline);
+            (k, f)
+        })
+        .collect()
+}

@@ -96,17 +96,52 @@ fn last_sunday(year: i32, month: u32) -> NaiveDate {
 /// otherwise), without a timezone database. Warranty days are French days: near
 /// midnight the UTC date would be a day off.
 pub fn today_in_france(now: DateTime<Utc>) -> NaiveDate {
+    france_local_time(now).date()
+}
+
+/// Wall-clock time in metropolitan France (see [`today_in_france`]).
+pub fn france_local_time(now: DateTime<Utc>) -> chrono::NaiveDateTime {
+    (now + france_offset(now)).naive_utc()
+}
+
+/// The instant a French wall-clock time denotes. In the autumn's repeated hour the
+/// earlier instant is taken; the spring's skipped hour maps an hour later.
+pub fn utc_from_france(local: chrono::NaiveDateTime) -> DateTime<Utc> {
+    // Guess with winter time, then correct with the offset in force at that instant.
+    let guess = Utc.from_utc_datetime(&local) - chrono::TimeDelta::hours(1);
+    Utc.from_utc_datetime(&local) - france_offset(guess)
+}
+
+fn france_offset(now: DateTime<Utc>) -> chrono::TimeDelta {
     let year = now.year();
     let at_one =
         |d: NaiveDate| Utc.from_utc_datetime(&d.and_hms_opt(1, 0, 0).expect("01:00 exists"));
     let summer = now >= at_one(last_sunday(year, 3)) && now < at_one(last_sunday(year, 10));
-    let offset = chrono::TimeDelta::hours(if summer { 2 } else { 1 });
-    (now + offset).date_naive()
+    chrono::TimeDelta::hours(if summer { 2 } else { 1 })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn french_wall_clock_converts_both_ways_across_summer_time() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        for utc in [
+            "2026-01-15T08:30:00Z",
+            "2026-07-01T15:00:00Z",
+            "2026-03-29T00:59:00Z",
+            "2026-03-29T01:00:00Z",
+            "2026-10-25T02:00:00Z",
+        ] {
+            let t = at(utc);
+            assert_eq!(utc_from_france(france_local_time(t)), t, "{utc}");
+        }
+        assert_eq!(
+            france_local_time(at("2026-07-01T15:00:00Z")).to_string(),
+            "2026-07-01 17:00:00"
+        );
+    }
 
     #[test]
     fn today_in_france_follows_summer_time() {

@@ -106,6 +106,27 @@ impl Signal {
     }
 }
 
+impl Category {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::WarrantyHardware => "warranty_hardware",
+            Category::LocalIssue => "local_issue",
+            Category::Connectivity => "connectivity",
+        }
+    }
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Minor => "minor",
+            Severity::Major => "major",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
 impl fmt::Display for Signal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())

@@ -52,6 +52,10 @@ pub struct RuleState {
     pub window: Vec<WindowEntry>,
     /// The last reading, for display.
     pub last_value: Option<f64>,
+    /// Samples that carried a reading: tells a caller whether the sample it just
+    /// evaluated was read (for confirming a declared repair).
+    #[serde(default)]
+    pub readings: u64,
 }
 
 /// Why a fault was raised, for the ticket and the technician.
@@ -153,6 +157,7 @@ fn step(
     // NaN would compare false everywhere and quietly clear faults: treat it as unread.
     let value = value.filter(|v| v.is_finite())?;
     state.last_value = Some(value);
+    state.readings = state.readings.saturating_add(1);
     if rule.threshold.holds(value) == state.raised {
         // The sample agrees with the current flag: any run towards flipping it is over.
         state.streak = 0;

@@ -1,6 +1,6 @@
 //! Writing one ingest batch in one transaction: dedup on (device_id, epoch, seq),
 //! then health samples and their hourly aggregates, events, inventories with their
-//! component changes, presence, last-seen times, and the quarantine.
+//! component changes, presence, last-seen times, the quarantine, and the rules' inbox.
 //!
 //! Frequent kinds (health, events) go in multi-row statements so a batch of a
 //! thousand messages costs a handful of round trips. It must never commit part of a
@@ -74,10 +74,12 @@ pub struct BatchOutcome {
     pub presence_changed: bool,
     /// Component changes recorded from new inventories.
     pub inventory_changes: u64,
+    /// New health samples queued for the rules.
+    pub health_queued: u64,
 }
 
 /// The `n`th bind parameter (from 1) in the engine's preferred form.
-fn param(engine: Engine, n: usize) -> String {
+pub(super) fn param(engine: Engine, n: usize) -> String {
     match engine {
         Engine::Sqlite => "?".to_string(),
         Engine::Postgres => format!("${n}"),
@@ -89,7 +91,7 @@ fn param(engine: Engine, n: usize) -> String {
 /// SQLite gets anonymous `?`: sqlx asks SQLite for each parameter's name, and for
 /// `$N` names SQLite finds it by a linear scan — quadratic in a 5,000-parameter
 /// statement, which made SQLite batches CPU-bound (measured in ingest_bench).
-fn placeholders(engine: Engine, rows: usize, cols: usize) -> String {
+pub(super) fn placeholders(engine: Engine, rows: usize, cols: usize) -> String {
     let mut s = String::with_capacity(rows * cols * 5);
     let mut n = 1;
     for r in 0..rows {
@@ -113,7 +115,7 @@ fn placeholders(engine: Engine, rows: usize, cols: usize) -> String {
 /// bind parameters for our widest table.
 const ROWS_PER_STATEMENT: usize = 400;
 
-fn seq_i64(seq: u64) -> i64 {
+pub(super) fn seq_i64(seq: u64) -> i64 {
     // The protocol caps seq at 2^53 − 1.
     i64::try_from(seq).unwrap_or(i64::MAX)
 }
@@ -285,6 +287,23 @@ impl Store {
             }
         }
         insert_health(&mut tx, engine, &health, now_ms).await?;
+        // The rules judge each new sample exactly once: queue it in this transaction.
+        for chunk in health.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO rule_inbox (device_id, epoch, seq, collected_at_ms) VALUES {}",
+                placeholders(engine, chunk.len(), 4)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for (m, _) in chunk {
+                q = q
+                    .bind(m.header.device_id.as_str().to_string())
+                    .bind(m.header.epoch.as_str().to_string())
+                    .bind(seq_i64(m.header.seq))
+                    .bind(ms(m.header.collected_at));
+            }
+            q.execute(&mut *tx).await?;
+        }
+        out.health_queued = health.len() as u64;
         insert_events(&mut tx, engine, &events, now_ms).await?;
         // Inventories in collection order, so that changes read forwards in time.
         others.sort_by_key(|m| m.header.collected_at);

@@ -287,6 +287,33 @@ pub fn overview_in(scope: &Scope, rows: &[OverviewRow]) -> Overview {
     out
 }
 
+/// A ticket with what the board and the penalty computation need beside it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TicketView {
+    #[serde(flatten)]
+    pub ticket: super::TicketRow,
+    pub holder: Option<String>,
+    pub site: Option<String>,
+    /// Decides the holiday calendar of the deadlines.
+    pub departement: Option<String>,
+    pub business_opens_at: Option<String>,
+    pub business_closes_at: Option<String>,
+}
+
+/// Filters of the ticket board and API; all optional, combined with AND.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct TicketFilter {
+    #[serde(default)]
+    pub open_only: bool,
+    /// `CONTRACT#NUMBER`.
+    pub lot: Option<String>,
+    pub holder: Option<String>,
+    pub site: Option<String>,
+    /// Tickets naming this device (alone or in a grouped claim).
+    pub device: Option<String>,
+    pub reference: Option<String>,
+}
+
 /// A statement under construction with its arguments, numbered `$1…` as pushed.
 #[derive(Default)]
 pub(super) struct Sql {
@@ -837,6 +864,83 @@ impl Store {
                     delivered: r.try_get(3)?,
                     reporting: r.try_get(4)?,
                     faulty: r.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Tickets within `scope`, newest first. An authority sees its own tickets (a
+    /// coordinator also its members'), a holder the tickets in its queue.
+    pub async fn tickets_in(
+        &self,
+        scope: &Scope,
+        f: &TicketFilter,
+        limit: i64,
+    ) -> Result<Vec<TicketView>, StoreError> {
+        let cols: Vec<String> = super::tickets::TICKET_COLUMNS
+            .split(',')
+            .map(|c| format!("t.{}", c.trim()))
+            .collect();
+        let mut sql = Sql::new(&format!(
+            "SELECT {}, h.company, s.name, s.departement, lo.business_opens_at, \
+             lo.business_closes_at FROM tickets t \
+             LEFT JOIN organisations o ON o.id = t.organisation_id \
+             LEFT JOIN contract_holders h ON h.id = t.holder_id \
+             LEFT JOIN sites s ON s.uai = t.site_uai \
+             LEFT JOIN lots lo ON lo.contract_ref = t.contract_ref AND lo.number = t.lot_number \
+             WHERE ",
+            cols.join(", ")
+        ));
+        match scope {
+            Scope::All => sql.push("1 = 1"),
+            Scope::Organisation(o) => sql
+                .push("(o.id = ")
+                .text(o)
+                .push(" OR o.coordinator_id = ")
+                .text(o)
+                .push(")"),
+            Scope::Holder(h) => sql.push("t.queue = 'holder' AND t.holder_id = ").text(h),
+        };
+        if f.open_only {
+            sql.push(" AND t.status NOT IN ('closed', 'rejected')");
+        }
+        if let Some(lot) = &f.lot {
+            let (c, n) = lot.rsplit_once('#').unwrap_or((lot, ""));
+            sql.push(" AND t.contract_ref = ")
+                .text(c)
+                .push(" AND t.lot_number = ")
+                .int(n.parse().unwrap_or(-1));
+        }
+        if let Some(h) = &f.holder {
+            sql.push(" AND t.holder_id = ").text(h);
+        }
+        if let Some(site) = &f.site {
+            sql.push(" AND t.site_uai = ").text(site);
+        }
+        if let Some(d) = &f.device {
+            sql.push(" AND (t.device_id = ")
+                .text(d)
+                .push(" OR t.id IN (SELECT ticket_id FROM ticket_devices WHERE device_id = ")
+                .text(d)
+                .push("))");
+        }
+        if let Some(r) = &f.reference {
+            sql.push(" AND t.reference = ").text(r);
+        }
+        sql.push(" ORDER BY t.opened_at_ms DESC, t.id DESC LIMIT ")
+            .int(limit.clamp(1, 10_000));
+        let n = cols.len();
+        sql.fetch_all(self)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(TicketView {
+                    ticket: super::tickets::ticket_row(r)?,
+                    holder: r.try_get(n)?,
+                    site: r.try_get(n + 1)?,
+                    departement: r.try_get(n + 2)?,
+                    business_opens_at: r.try_get(n + 3)?,
+                    business_closes_at: r.try_get(n + 4)?,
                 })
             })
             .collect()

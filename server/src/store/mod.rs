@@ -14,6 +14,7 @@ mod fleet;
 mod procurement;
 mod query;
 mod synthetic;
+mod tickets;
 
 use std::time::Duration;
 
@@ -27,8 +28,8 @@ pub use batch::{BatchOutcome, Item, Quarantined};
 pub use enrol::{Enrolled, EnrolmentRefused, EnrolmentRequest, NewTokenRecord, TokenRow};
 pub use fleet::{
     DeviceState, DeviceUsage, EventRow, FleetDevice, FleetFilter, FleetPage, GroupCounts,
-    OVERVIEW_MAX_AGE, Overview, OverviewRow, SiteUsage, StateCounts, StateThresholds, Usage,
-    overview_in,
+    OVERVIEW_MAX_AGE, Overview, OverviewRow, SiteUsage, StateCounts, StateThresholds, TicketFilter,
+    TicketView, Usage, overview_in,
 };
 pub use procurement::{
     CartDevice, CartRow, DatasetCounts, DemoDataError, FundingRow, LotRow, NeverSeen, OrderLineRow,
@@ -36,6 +37,10 @@ pub use procurement::{
 };
 pub use query::{Counts, DeviceRow, HealthPoint, HourlyPoint, InventoryChangeRow, QuarantineRow};
 pub use synthetic::{synthetic_device_id, synthetic_hostname, synthetic_serial};
+pub use tickets::{
+    DeliveryRow, DeviceContext, DueDelivery, HistoryColumn, InboxSample, LotContext, MaintenanceTx,
+    NewTicket, TicketEventRow, TicketRow, TicketScope,
+};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");

@@ -174,18 +174,18 @@ fn placeholders(rows: usize, cols: usize) -> String {
     (0..rows).map(row).collect::<Vec<_>>().join(", ")
 }
 
-fn date_text(d: NaiveDate) -> String {
+pub(super) fn date_text(d: NaiveDate) -> String {
     d.format("%Y-%m-%d").to_string()
 }
 
-fn parse_day(what: &str, text: &str) -> Result<NaiveDate, StoreError> {
+pub(super) fn parse_day(what: &str, text: &str) -> Result<NaiveDate, StoreError> {
     NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|e| StoreError::Corrupt {
         what: what.to_string(),
         message: format!("{text:?} is not an ISO date: {e}"),
     })
 }
 
-fn lot_number(what: &str, v: i64) -> Result<u32, StoreError> {
+pub(super) fn lot_number(what: &str, v: i64) -> Result<u32, StoreError> {
     u32::try_from(v).map_err(|_| StoreError::Corrupt {
         what: what.to_string(),
         message: format!("lot number {v} is out of range"),
@@ -215,7 +215,7 @@ fn delivery_at(r: &AnyRow, at: usize) -> Result<Delivery, StoreError> {
 const DELIVERY_COLUMNS: &str = "l.serial, l.model, l.order_ref, l.contract_ref, l.lot_number, \
      l.site_uai, l.delivered_on, l.accepted_on, l.cart_id";
 
-fn warranty_terms(
+pub(super) fn warranty_terms(
     what: &str,
     months: i64,
     starts_at: &str,

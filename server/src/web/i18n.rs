@@ -134,6 +134,10 @@ pub struct Tr {
     pub queue: &'static str,
     pub no_tickets: &'static str,
     pub title: &'static str,
+    pub breached_count: &'static str,
+    pub grouped_claim: &'static str,
+    pub met: &'static str,
+    pub left: &'static str,
     // Lots
     pub lots_title: &'static str,
     pub failure_rate: &'static str,
@@ -269,6 +273,10 @@ pub static FR: Tr = Tr {
     queue: "File",
     no_tickets: "Aucun ticket ouvert.",
     title: "Objet",
+    breached_count: "ticket(s) en dépassement de GTI ou de GTR.",
+    grouped_claim: "réclamation groupée",
+    met: "tenue",
+    left: "reste",
     lots_title: "Bilan des lots",
     failure_rate: "Taux de panne",
     mttr: "Délai moyen de rétablissement",
@@ -292,6 +300,47 @@ impl Tr {
             DeviceState::Warning => self.warning,
             DeviceState::Faulty => self.faulty,
             DeviceState::Silent => self.silent,
+        }
+    }
+
+    /// A countdown: time left, or "late by", or met.
+    pub fn countdown(&self, minutes_left: Option<i64>, breached: bool, due: bool) -> String {
+        let span = |m: i64| {
+            let m = m.abs();
+            if m >= 24 * 60 {
+                format!("{} j {} h", m / (24 * 60), (m % (24 * 60)) / 60)
+            } else {
+                format!("{} h {:02}", m / 60, m % 60)
+            }
+        };
+        match (minutes_left, due) {
+            (_, false) => "—".to_string(),
+            (Some(m), _) if m < 0 => format!("{} {}", self.late_by, span(m)),
+            (Some(m), _) => format!("{} {}", self.left, span(m)),
+            (None, _) if breached => self.breached.to_string(),
+            (None, _) => self.met.to_string(),
+        }
+    }
+
+    pub fn ticket_status(&self, s: &str) -> &'static str {
+        match s {
+            "new" => "nouveau",
+            "sent" => "transmis",
+            "acknowledged" => "pris en compte",
+            "in_progress" => "en cours",
+            "resolved" => "résolu",
+            "closed" => "clos",
+            "rejected" => "rejeté",
+            "reopened" => "rouvert",
+            _ => "?",
+        }
+    }
+
+    pub fn queue(&self, q: &str) -> &'static str {
+        match q {
+            "holder" => "titulaire",
+            "authority" => "collectivité",
+            _ => "?",
         }
     }
 

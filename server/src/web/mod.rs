@@ -48,6 +48,7 @@ pub fn routes() -> Router<AppState> {
         .route("/usage", get(usage))
         .route("/reconciliation", get(reconciliation))
         .route("/lots", get(lots))
+        .route("/tickets", get(tickets))
         .route("/live/overview", get(live_overview))
 }
 
@@ -517,6 +518,7 @@ struct DevicePage {
     charts: Vec<(&'static str, Option<String>)>,
     changes: Vec<InventoryChangeRow>,
     events: Vec<EventRow>,
+    tickets: Vec<TicketLine>,
 }
 
 async fn device(
@@ -591,9 +593,24 @@ async fn device(
             charts::line_chart(FR.chart_disk, &disk, (0.0, 100.0)),
         ),
     ];
+    let tickets = crate::http_tickets::board(
+        &state,
+        &session.principal,
+        &crate::store::TicketFilter {
+            device: Some(d.device_id.clone()),
+            ..Default::default()
+        },
+        100,
+    )
+    .await
+    .or_page(&session)?
+    .iter()
+    .map(ticket_line)
+    .collect();
     Ok(DevicePage {
         t: &FR,
         user: UserView::of(&session),
+        tickets,
         changes: store
             .inventory_changes(&device_id)
             .await
@@ -851,6 +868,139 @@ async fn usage(
         from,
         to,
         u,
+    }
+    .into_response())
+}
+
+// --- Tickets board -----------------------------------------------------------------
+
+/// A ticket as the board prints it.
+pub struct TicketLine {
+    reference: String,
+    rule: String,
+    severity: String,
+    device: Option<String>,
+    site: String,
+    lot: String,
+    queue: &'static str,
+    status: &'static str,
+    opened: String,
+    gti: String,
+    gtr: String,
+    penalty: String,
+    breached: bool,
+}
+
+fn ticket_line(b: &crate::http_tickets::BoardTicket) -> TicketLine {
+    let t = &b.view.ticket;
+    TicketLine {
+        reference: t.reference.clone(),
+        rule: t.rule_id.clone(),
+        severity: t.severity.clone(),
+        device: t.device_id.clone(),
+        site: b.view.site.clone().unwrap_or_default(),
+        lot: match (&t.contract_ref, t.lot_number) {
+            (Some(c), Some(n)) => format!("{c} n°{n}"),
+            _ => String::new(),
+        },
+        queue: FR.queue(&t.queue),
+        status: FR.ticket_status(&t.status),
+        opened: dt(t.opened_at),
+        gti: FR.countdown(
+            b.sla.gti_minutes_left,
+            b.sla.gti_breached,
+            t.gti_due.is_some(),
+        ),
+        gtr: FR.countdown(
+            b.sla.gtr_minutes_left,
+            b.sla.gtr_breached,
+            t.gtr_due.is_some(),
+        ),
+        penalty: crate::scorecard::euros(b.sla.penalty_cents),
+        breached: b.sla.gti_breached || b.sla.gtr_breached,
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct BoardQuery {
+    #[serde(default)]
+    lot: String,
+    #[serde(default)]
+    holder: String,
+    #[serde(default)]
+    site: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "tickets.html")]
+struct TicketsPage {
+    t: &'static Tr,
+    user: Option<UserView>,
+    rows: Vec<TicketLine>,
+    breaches: usize,
+    lots: Vec<(String, String)>,
+    holders: Vec<(String, String)>,
+    sites: Vec<(String, String)>,
+    q_lot: String,
+    q_holder: String,
+    q_site: String,
+}
+
+async fn tickets(
+    State(state): State<AppState>,
+    session: WebSession,
+    Query(q): Query<BoardQuery>,
+) -> Result<Response, PageError> {
+    let opt = |v: &str| Some(v.to_string()).filter(|v| !v.is_empty());
+    let f = crate::store::TicketFilter {
+        open_only: true,
+        lot: opt(&q.lot),
+        holder: opt(&q.holder),
+        site: opt(&q.site),
+        ..Default::default()
+    };
+    let board = crate::http_tickets::board(&state, &session.principal, &f, 1000)
+        .await
+        .or_page(&session)?;
+    // The filter choices: what the caller's scope holds.
+    let all = crate::http_tickets::board(
+        &state,
+        &session.principal,
+        &crate::store::TicketFilter {
+            open_only: true,
+            ..Default::default()
+        },
+        1000,
+    )
+    .await
+    .or_page(&session)?;
+    let mut lots = BTreeMap::new();
+    let mut holders = BTreeMap::new();
+    let mut sites = BTreeMap::new();
+    for b in &all {
+        let t = &b.view.ticket;
+        if let (Some(c), Some(n)) = (&t.contract_ref, t.lot_number) {
+            lots.insert(format!("{c}#{n}"), format!("{c} n°{n}"));
+        }
+        if let (Some(h), Some(name)) = (&t.holder_id, &b.view.holder) {
+            holders.insert(h.clone(), name.clone());
+        }
+        if let (Some(u), Some(name)) = (&t.site_uai, &b.view.site) {
+            sites.insert(u.clone(), name.clone());
+        }
+    }
+    let rows: Vec<TicketLine> = board.iter().map(ticket_line).collect();
+    Ok(TicketsPage {
+        t: &FR,
+        user: UserView::of(&session),
+        breaches: rows.iter().filter(|r| r.breached).count(),
+        rows,
+        lots: lots.into_iter().collect(),
+        holders: holders.into_iter().collect(),
+        sites: sites.into_iter().collect(),
+        q_lot: q.lot,
+        q_holder: q.holder,
+        q_site: q.site,
     }
     .into_response())
 }

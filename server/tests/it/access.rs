@@ -105,6 +105,7 @@ pub async fn fixture(store: &Store) -> Vec<(&'static str, String)> {
         d.hostname = Some(format!("host-{id}"));
         store.upsert_device(&d, Utc::now()).await.unwrap();
     }
+    open_tickets(store).await;
     let mut tokens = Vec::new();
     for (login, role, org, holder) in [
         ("admin", "admin", None, None),
@@ -124,6 +125,106 @@ pub async fn fixture(store: &Store) -> Vec<(&'static str, String)> {
         tokens.push((login, t));
     }
     tokens
+}
+
+/// The fixture's tickets: (device, queue, holder, organisation, lot, site); each opened
+/// with a GTI already past (a breach) and a GTR ahead.
+const TICKETS: [(&str, &str, &str, &str, u32, &str); 3] = [
+    (
+        "d-valbois-lot2",
+        "holder",
+        "mobil-edu",
+        "commune-valbois",
+        2,
+        "0420101G",
+    ),
+    (
+        "d-frontiere-lot2",
+        "holder",
+        "mobil-edu",
+        "cc-pays-fictif",
+        2,
+        "0570301T",
+    ),
+    (
+        "d-valbois-lot1",
+        "holder",
+        "ecran-plus",
+        "commune-valbois",
+        1,
+        "0420101G",
+    ),
+];
+
+/// Opens [`TICKETS`] through the store's maintenance transaction; references are
+/// `TEST-<year>-00000N` in order.
+pub async fn open_tickets(store: &Store) {
+    let notice: parc_protocol::ticket::TicketNotice = serde_json::from_str(include_str!(
+        "../../../protocol/tests/data/ticket-notice.json"
+    ))
+    .unwrap();
+    let mut tx = store.begin_maintenance().await.unwrap();
+    let now = Utc::now();
+    for (device, queue, holder, org, lot, site) in TICKETS {
+        let key = format!("device/{device}/battery_worn");
+        tx.insert_ticket(
+            &parc_server::store::NewTicket {
+                kind: "device",
+                open_key: &key,
+                device_id: Some(device),
+                rule_id: "battery_worn",
+                category: "warranty_hardware",
+                severity: "major",
+                queue,
+                route_reason: "test",
+                holder_id: Some(holder),
+                organisation_id: Some(org),
+                contract_ref: Some("HV-2024-017"),
+                lot_number: Some(lot),
+                model: Some("ThinkPad X13 Gen 2i"),
+                site_uai: Some(site),
+                gti_due: Some(now - chrono::Duration::days(3)),
+                gtr_due: Some(now + chrono::Duration::days(3)),
+                penalty_per_day_cents: Some(5000),
+                at: now - chrono::Duration::days(5),
+            },
+            "TEST",
+            |r| {
+                let mut d = notice.ticket.clone();
+                d.reference = r.to_string();
+                d
+            },
+        )
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
+/// The reference of the fixture's ticket on `device`.
+async fn reference_of(store: &Store, device: &str) -> String {
+    let f = parc_server::store::TicketFilter {
+        device: Some(device.to_string()),
+        ..Default::default()
+    };
+    store
+        .tickets_in(&parc_server::auth::Scope::All, &f, 1)
+        .await
+        .unwrap()[0]
+        .ticket
+        .reference
+        .clone()
+}
+
+/// Which fixture tickets (by device) each login may see.
+fn sees_ticket(login: &str, device: &str) -> bool {
+    match login {
+        "admin" | "viewer" | "tech-dep" => true,
+        "tech-valbois" | "viewer-valbois" => device.starts_with("d-valbois"),
+        "holder-mobil" => device.ends_with("lot2"),
+        "holder-ecran" => device == "d-valbois-lot1",
+        other => panic!("unknown login {other}"),
+    }
 }
 
 const DEVICES: [&str; 4] = [
@@ -198,31 +299,67 @@ fn matrix() -> Vec<(&'static str, &'static str, Expect)> {
                 404
             }
         }),
+        ("GET", "/api/v1/tickets", all),
+        ("GET", "/api/v1/tickets/{reference}", |l, d| {
+            if sees_ticket(l, d) { 200 } else { 404 }
+        }),
+        // Asking for `sent` is refused to people (409) once scope and role pass: the
+        // matrix checks who gets that far without changing any ticket.
+        ("POST", "/api/v1/tickets/{reference}/status", |l, d| match (
+            sees_ticket(l, d),
+            l.starts_with("viewer"),
+        ) {
+            (false, _) => 404,
+            (true, true) => 403,
+            (true, false) => 409,
+        }),
     ]
 }
 
 async fn every_api_route_answers_every_role_as_the_matrix_says(store: Store) {
     let tokens = fixture(&store).await;
-    let addr = serve(store).await;
+    let addr = serve(store.clone()).await;
     let manifest = "serial,model,order_reference,lot,site_uai,delivery_date\n";
     let mut failures = Vec::new();
     let mut checked = 0;
     for (method, route, expect) in matrix() {
         let ids: Vec<&str> = if route.contains("{id}") {
             DEVICES.to_vec()
+        } else if route.contains("{reference}") {
+            TICKETS.iter().map(|t| t.0).collect()
         } else {
             vec![""]
         };
         for id in ids {
-            let path = route.replace("{id}", id);
-            let body = if method == "POST" { manifest } else { "" };
+            let path = if route.contains("{reference}") {
+                route.replace("{reference}", &reference_of(&store, id).await)
+            } else {
+                route.replace("{id}", id)
+            };
+            let body = if route.ends_with("/status") {
+                "{\"status\": \"sent\"}"
+            } else if method == "POST" {
+                manifest
+            } else {
+                ""
+            };
             let anon = request(addr, method, &path, &[], body).await;
             if anon.status != 401 {
                 failures.push(format!("anonymous {method} {path}: {}", anon.status));
             }
             for (login, token) in &tokens {
                 let auth = format!("Bearer {token}");
-                let r = request(addr, method, &path, &[("Authorization", &auth)], body).await;
+                let r = request(
+                    addr,
+                    method,
+                    &path,
+                    &[
+                        ("Authorization", &auth),
+                        ("Content-Type", "application/json"),
+                    ],
+                    body,
+                )
+                .await;
                 let want = expect(login, id);
                 checked += 1;
                 if r.status != want {
@@ -537,7 +674,128 @@ async fn api_tokens_are_hashed_revocable_and_checked(store: Store) {
     assert!(stored.password_hash.starts_with("$argon2id$"));
 }
 
+async fn a_holder_moves_its_own_tickets_and_cannot_reach_another_lots(store: Store) {
+    let tokens = fixture(&store).await;
+    let addr = serve(store.clone()).await;
+    let token = |login: &str| {
+        format!(
+            "Bearer {}",
+            tokens.iter().find(|(l, _)| *l == login).unwrap().1
+        )
+    };
+    let mine = reference_of(&store, "d-valbois-lot2").await;
+    let theirs = reference_of(&store, "d-valbois-lot1").await;
+    let post = |path: String, who: String, body: &'static str| async move {
+        request(
+            addr,
+            "POST",
+            &path,
+            &[
+                ("Authorization", &who),
+                ("Content-Type", "application/json"),
+            ],
+            body,
+        )
+        .await
+    };
+    let r = post(
+        format!("/api/v1/tickets/{mine}/status"),
+        token("holder-mobil"),
+        r#"{"status": "acknowledged", "note": "technicien le 27"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["status"], "acknowledged");
+    assert_eq!(
+        v["sla"]["gti_breached"], true,
+        "acknowledged three days late"
+    );
+    assert!(v["sla"]["penalty_cents"].as_i64().unwrap() >= 5000, "{v}");
+    let last = v["events"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["actor"], "contract holder (holder-mobil)");
+    assert_eq!(last["note"], "technicien le 27");
+    let r = post(
+        format!("/api/v1/tickets/{theirs}/status"),
+        token("holder-mobil"),
+        r#"{"status": "acknowledged"}"#,
+    )
+    .await;
+    assert_eq!(
+        r.status, 404,
+        "another lot's ticket does not exist for this holder"
+    );
+    let r = post(
+        format!("/api/v1/tickets/{mine}/status"),
+        token("holder-mobil"),
+        r#"{"status": "closed"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 409, "closing is the authority's: {}", r.body);
+    let r = post(
+        format!("/api/v1/tickets/{mine}/status"),
+        token("tech-valbois"),
+        r#"{"status": "closed"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    let board = request(
+        addr,
+        "GET",
+        "/api/v1/tickets",
+        &[("Authorization", &token("holder-mobil"))],
+        "",
+    )
+    .await
+    .json();
+    let refs: Vec<&str> = board
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["reference"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        refs.len(),
+        1,
+        "the closed one left the open board: {refs:?}"
+    );
+    let card = request(
+        addr,
+        "GET",
+        "/api/v1/lots/scorecard",
+        &[("Authorization", &token("admin"))],
+        "",
+    )
+    .await
+    .json();
+    let lot2 = card
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["lot"] == 2)
+        .unwrap()
+        .clone();
+    assert_eq!(lot2["tickets"]["tickets"], 2, "{lot2}");
+    assert_eq!(lot2["tickets"]["open"], 1, "{lot2}");
+    assert_eq!(
+        lot2["tickets"]["sla_compliance_percent"], 0.0,
+        "both missed their GTI"
+    );
+    assert!(
+        lot2["tickets"]["mean_time_to_restore_hours"]
+            .as_f64()
+            .unwrap()
+            > 100.0
+    );
+    assert!(
+        lot2["tickets"]["penalties_cents"].as_i64().unwrap() >= 10_000,
+        "{lot2}"
+    );
+}
+
 on_both_engines!(
+    a_holder_moves_its_own_tickets_and_cannot_reach_another_lots,
     every_api_route_answers_every_role_as_the_matrix_says,
     lists_hold_only_what_the_scope_allows,
     every_api_route_is_documented_and_in_the_matrix,

@@ -14,3 +14,4 @@ mod ingest;
 mod pipeline;
 mod procurement;
 mod store;
+mod tickets;
