@@ -1,6 +1,7 @@
 //! The dashboard in a real browser: headless Chromium (Debian's `chromium`) driven over
 //! the DevTools protocol against `parc-server demo`. It logs in through the form, opens
-//! the fleet overview, a device page with its charts, the lot scorecard and the other
+//! the fleet overview, a device page with its charts, the tickets board, the lot
+//! scorecard and the other
 //! pages, writes screenshots under `$CARGO_TARGET_TMPDIR/browser/`, and checks that a
 //! device enrolled with the host name `<script>alert(1)</script>` shows it as text.
 //!
@@ -375,6 +376,13 @@ fn the_dashboard_works_in_headless_chromium() {
     let lots = b.eval("document.querySelectorAll('section.lot').length");
     assert_eq!(lots, 2, "both lots of the demo contract");
     b.screenshot(&shots.join("05-lots.png"));
+
+    b.goto(&format!("{base}/tickets"));
+    assert_eq!(
+        b.eval("document.querySelector('h1').textContent"),
+        "Tickets ouverts"
+    );
+    b.screenshot(&shots.join("04-tickets.png"));
 
     for (path, file) in [
         ("/warranties", "06-warranties.png"),
