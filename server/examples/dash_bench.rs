@@ -53,6 +53,10 @@ struct Args {
     refill: bool,
     #[arg(long, default_value_t = 200)]
     requests: usize,
+    /// Generate the database and stop (to fill both engines at once, then measure each
+    /// alone).
+    #[arg(long)]
+    fill_only: bool,
 }
 
 async fn open(args: &Args) -> Result<Store> {
@@ -168,6 +172,9 @@ async fn main() -> Result<()> {
     let args = Args::parse();
     let store = open(&args).await?;
     fill(&store, &args).await?;
+    if args.fill_only {
+        return Ok(());
+    }
     let admin = account(&store, "bench-admin", "admin", None).await?;
     let tech = account(&store, "bench-tech", "technician", Some("commune-valbois")).await?;
     let counts = store.counts().await?;
