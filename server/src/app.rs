@@ -203,9 +203,20 @@ impl Prepared {
             Duration::from_secs(u64::from(self.config.retention.prune_interval_minutes) * 60),
             signal.clone(),
         ));
+        let refresh_task = tokio::spawn(refresh_latest_loop(
+            ingest.clone(),
+            Duration::from_secs(15),
+            signal.clone(),
+        ));
+        let web = Arc::new(
+            crate::http_auth::Web::new(self.config.http.secure_cookies).with_dispatch(
+                self.maintenance.dispatch_wakeup.clone(),
+                self.config.dispatch.smtp_url.is_some(),
+            ),
+        );
         let http_task = tokio::spawn(crate::http::serve(
             http,
-            crate::http::router(ingest.clone()),
+            crate::http::router(ingest.clone(), web),
             signal.clone().wait(),
         ));
         shutdown.await;
@@ -214,6 +225,7 @@ impl Prepared {
         let stopped = async {
             let ingest_result = ingest_task.await;
             let _ = prune_task.await;
+            let _ = refresh_task.await;
             let _ = rules_task.await;
             let _ = dispatch_task.await;
             if let Some(t) = announce_task {
@@ -383,6 +395,32 @@ async fn prune_loop(
         match ingest.store.prune(chrono::Utc::now(), &retention).await {
             Ok(p) => tracing::debug!(?p, "pruned old data"),
             Err(e) => tracing::warn!(error = %e, "pruning failed; will retry"),
+        }
+    }
+}
+
+/// Keeps `device_latest` (the dashboard's per-device latest readings) current: the first
+/// pass reads every device's newest sample, later ones only samples collected since the
+/// previous pass (minus a margin for late or buffered reports).
+async fn refresh_latest_loop(ingest: Arc<Ingest>, every: Duration, shutdown: Shutdown) {
+    let stop = shutdown.wait();
+    tokio::pin!(stop);
+    let mut tick = tokio::time::interval(every);
+    let mut since = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            _ = tick.tick() => {}
+        }
+        let started = chrono::Utc::now();
+        match ingest.store.refresh_device_latest(since).await {
+            Ok(n) => {
+                tracing::debug!(rows = n, "refreshed the latest readings");
+                since = started - chrono::Duration::minutes(10);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "refreshing the latest readings failed; will retry")
+            }
         }
     }
 }

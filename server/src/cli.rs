@@ -94,6 +94,11 @@ pub enum Command {
     },
     /// Check the configuration and report the first problem with its key.
     ValidateConfig,
+    /// Dashboard and API accounts, and their API tokens.
+    User {
+        #[command(subcommand)]
+        action: crate::accounts_cli::UserAction,
+    },
     /// Import procurement data (dataset, delivery manifests) into the database.
     Import {
         #[command(subcommand)]
@@ -248,6 +253,7 @@ async fn admin(config: Option<&std::path::Path>, command: Command) -> anyhow::Re
             );
             println!("device {id} revoked; servers refuse its messages within 30 s");
         }
+        Command::User { action } => crate::accounts_cli::run(&store, action).await?,
         Command::Holder {
             action: HolderAction::SetWebhook { holder, url },
         } => {
@@ -289,6 +295,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         command @ (Command::Token { .. }
         | Command::Device { .. }
+        | Command::User { .. }
         | Command::Holder { .. }
         | Command::PrintMosquittoPasswd) => {
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;

@@ -46,6 +46,9 @@ pub struct ServerConfig {
 #[serde(deny_unknown_fields)]
 pub struct HttpSection {
     pub listen: SocketAddr,
+    /// Mark session cookies `Secure` (the dashboard is reached over HTTPS).
+    #[serde(default)]
+    pub secure_cookies: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

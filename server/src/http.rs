@@ -1,4 +1,5 @@
-//! HTTP surface: liveness, readiness, metrics, and the read API over what was stored.
+//! HTTP surface: liveness, readiness, metrics, enrolment, and the authenticated JSON API
+//! over the fleet (every read scoped to the caller; see `http_auth`).
 //!
 //! The listener is bound by the caller and passed in. Handlers never expose internal
 //! errors to clients: [`ApiError`] maps each failure to a status and a stable code,
@@ -18,8 +19,11 @@ use parc_protocol::DeviceId;
 use parc_protocol::enroll::{ApiError as WireError, ApiErrorDetail};
 use serde::Deserialize;
 
+use crate::auth::Principal;
 use crate::enroll;
+use crate::http_auth::{AppState, Web};
 use crate::ingest::Ingest;
+use crate::store::{DeviceState, FleetDevice, FleetFilter, FleetPage, Overview, Usage};
 use crate::store::{EnrolmentRefused, EnrolmentRequest, StoreError};
 use parc_protocol::enroll::{EnrollRequest, EnrollResponse};
 
@@ -61,7 +65,11 @@ impl IntoResponse for ApiError {
     }
 }
 
-pub fn router(ingest: Arc<Ingest>) -> Router {
+/// The whole HTTP surface. `/healthz`, `/readyz`, `/metrics`, the enrolment POST, the
+/// login page and the OpenAPI document are open; every other route needs a
+/// [`Principal`] and reads through its scope.
+pub fn router(ingest: Arc<Ingest>, web: Arc<Web>) -> Router {
+    let state = AppState { ingest, web };
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -70,16 +78,25 @@ pub fn router(ingest: Arc<Ingest>) -> Router {
             parc_protocol::enroll::ENROLL_PATH,
             axum::routing::post(enroll),
         )
+        .route("/api/v1/me", get(me))
         .route("/api/v1/summary", get(summary))
+        .route("/api/v1/fleet/overview", get(overview))
         .route("/api/v1/devices", get(devices))
+        .route("/api/v1/devices.csv", get(devices_csv))
+        .route("/api/v1/devices/{id}", get(device))
         .route("/api/v1/devices/{id}/health", get(health))
         .route("/api/v1/devices/{id}/health/hourly", get(hourly))
         .route("/api/v1/devices/{id}/inventory", get(inventory))
         .route("/api/v1/devices/{id}/changes", get(changes))
+        .route("/api/v1/devices/{id}/events", get(events))
+        .route("/api/v1/usage", get(usage))
         .route("/api/v1/quarantine", get(quarantine))
         .merge(crate::http_procurement::routes())
         .merge(crate::http_releases::routes())
-        .with_state(ingest)
+        .merge(crate::http_tickets::routes())
+        .merge(crate::web::routes())
+        .route("/api/openapi.json", get(crate::openapi::serve))
+        .with_state(state)
 }
 
 fn check_len(field: &str, value: Option<&str>, max: usize) -> Result<(), ApiError> {
@@ -201,7 +218,28 @@ async fn metrics(State(ingest): State<Arc<Ingest>>) -> Response {
         .into_response()
 }
 
-async fn summary(State(ingest): State<Arc<Ingest>>) -> Result<Json<serde_json::Value>, ApiError> {
+/// `GET /api/v1/me`: who the credentials belong to and what they may see.
+#[utoipa::path(get, path = "/api/v1/me", tag = "access",
+    responses((status = 200, description = "The caller's login, role and attachments")))]
+async fn me(p: Principal) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "login": p.login,
+        "display_name": p.display_name,
+        "role": p.role,
+        "organisation_id": p.organisation_id,
+        "holder_id": p.holder_id,
+    }))
+}
+
+/// Fleet-wide storage counters: administrators only.
+#[utoipa::path(get, path = "/api/v1/summary", tag = "operations",
+    responses((status = 200, description = "What was stored and quarantined, by kind"),
+        (status = 403, description = "Not an administrator")))]
+async fn summary(
+    State(ingest): State<Arc<Ingest>>,
+    p: Principal,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_admin(&p)?;
     let counts = ingest.store.counts().await?;
     Ok(Json(serde_json::json!({
         "engine": ingest.store.engine().as_str(),
@@ -209,10 +247,196 @@ async fn summary(State(ingest): State<Arc<Ingest>>) -> Result<Json<serde_json::V
     })))
 }
 
+pub(crate) fn require_admin(p: &Principal) -> Result<(), ApiError> {
+    if p.is_admin() {
+        Ok(())
+    } else {
+        Err(crate::http_auth::forbidden())
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/fleet/overview", tag = "fleet",
+    responses((status = 200, description = "Devices by state, overall and per authority, site, lot and model", body = Overview)))]
+async fn overview(State(s): State<AppState>, p: Principal) -> Result<Json<Overview>, ApiError> {
+    Ok(Json(
+        s.ingest
+            .store
+            .fleet_overview(&p.scope(), &s.web.thresholds, Utc::now())
+            .await?,
+    ))
+}
+
+/// Query of the device list: the filters and `limit` (default 50, at most 500).
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub(crate) struct DevicesQuery {
+    /// Serial or host name prefix, or part of a school's name, or its UAI.
+    q: Option<String>,
+    /// healthy, warning, faulty or silent.
+    state: Option<String>,
+    organisation: Option<String>,
+    site: Option<String>,
+    /// `CONTRACT#NUMBER`.
+    lot: Option<String>,
+    model: Option<String>,
+    /// The `next_after` of the previous page.
+    after: Option<String>,
+    limit: Option<i64>,
+}
+
+impl DevicesQuery {
+    pub(crate) fn filter(&self) -> Result<FleetFilter, ApiError> {
+        let nonempty = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
+        for (name, v) in [("q", &self.q), ("after", &self.after), ("site", &self.site)] {
+            check_len(name, v.as_deref(), 200)?;
+        }
+        Ok(FleetFilter {
+            q: nonempty(&self.q),
+            state: match nonempty(&self.state) {
+                None => None,
+                Some(s) => Some(DeviceState::parse(&s).ok_or_else(|| {
+                    ApiError::BadRequest(format!(
+                        "`state` must be healthy, warning, faulty or silent, not {s:?}"
+                    ))
+                })?),
+            },
+            organisation: nonempty(&self.organisation),
+            site: nonempty(&self.site),
+            lot: nonempty(&self.lot),
+            model: nonempty(&self.model),
+            after: nonempty(&self.after),
+        })
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/devices", tag = "fleet", params(DevicesQuery),
+    responses((status = 200, description = "One page of devices, by id", body = FleetPage)))]
 async fn devices(
-    State(ingest): State<Arc<Ingest>>,
-) -> Result<Json<Vec<crate::store::DeviceRow>>, ApiError> {
-    Ok(Json(ingest.store.devices().await?))
+    State(s): State<AppState>,
+    p: Principal,
+    Query(q): Query<DevicesQuery>,
+) -> Result<Json<FleetPage>, ApiError> {
+    let filter = q.filter()?;
+    Ok(Json(
+        s.ingest
+            .store
+            .fleet_page(
+                &p.scope(),
+                &filter,
+                q.limit.unwrap_or(50),
+                &s.web.thresholds,
+                Utc::now(),
+            )
+            .await?,
+    ))
+}
+
+/// Every matching device as CSV (pages of 500 read in turn).
+#[utoipa::path(get, path = "/api/v1/devices.csv", tag = "fleet", params(DevicesQuery),
+    responses((status = 200, description = "CSV, formulas neutralised", content_type = "text/csv")))]
+async fn devices_csv(
+    State(s): State<AppState>,
+    p: Principal,
+    Query(q): Query<DevicesQuery>,
+) -> Result<Response, ApiError> {
+    let mut filter = q.filter()?;
+    let mut out = crate::csv_export::Writer::new(&[
+        "device_id",
+        "serial",
+        "hostname",
+        "model",
+        "organisation",
+        "site_uai",
+        "site",
+        "contract",
+        "lot",
+        "cart",
+        "state",
+        "last_seen",
+        "battery_health_percent",
+    ]);
+    loop {
+        let page = s
+            .ingest
+            .store
+            .fleet_page(&p.scope(), &filter, 500, &s.web.thresholds, Utc::now())
+            .await?;
+        for d in &page.devices {
+            out.row(&[
+                d.device_id.as_str(),
+                d.serial.as_deref().unwrap_or(""),
+                d.hostname.as_deref().unwrap_or(""),
+                d.model.as_deref().unwrap_or(""),
+                d.organisation.as_deref().unwrap_or(""),
+                d.site_uai.as_deref().unwrap_or(""),
+                d.site.as_deref().unwrap_or(""),
+                d.contract.as_deref().unwrap_or(""),
+                &d.lot.map(|l| l.to_string()).unwrap_or_default(),
+                d.cart.as_deref().unwrap_or(""),
+                d.state.as_str(),
+                &d.last_seen.map(|t| t.to_rfc3339()).unwrap_or_default(),
+                &d.battery_health_percent
+                    .map(|b| format!("{b:.1}"))
+                    .unwrap_or_default(),
+            ]);
+        }
+        match page.next_after {
+            Some(a) => filter.after = Some(a),
+            None => break,
+        }
+    }
+    Ok(out.into_response("appareils.csv"))
+}
+
+/// The device if the principal may see it, else 404 (never 403: ids of other tenants
+/// are not confirmed).
+pub(crate) async fn visible(
+    s: &AppState,
+    p: &Principal,
+    id: &str,
+) -> Result<FleetDevice, ApiError> {
+    let id = device_id(id)?;
+    s.ingest
+        .store
+        .fleet_device(&p.scope(), id.as_str(), &s.web.thresholds, Utc::now())
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no device {id}")))
+}
+
+#[utoipa::path(get, path = "/api/v1/devices/{id}", tag = "fleet",
+    params(("id" = String, Path, description = "Device id")),
+    responses((status = 200, description = "The device, its place and state", body = FleetDevice),
+        (status = 404, description = "Unknown, or outside the caller's scope")))]
+async fn device(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<FleetDevice>, ApiError> {
+    Ok(Json(visible(&s, &p, &id).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/devices/{id}/events", tag = "fleet",
+    params(("id" = String, Path, description = "Device id")),
+    responses((status = 200, description = "The 200 latest events"), (status = 404, description = "Unknown or out of scope")))]
+async fn events(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<crate::store::EventRow>>, ApiError> {
+    let d = visible(&s, &p, &id).await?;
+    Ok(Json(s.ingest.store.device_events(&d.device_id, 200).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/usage", tag = "fleet",
+    params(("from" = Option<String>, Query, description = "RFC 3339, default 30 days ago"),
+        ("to" = Option<String>, Query, description = "RFC 3339, default now")),
+    responses((status = 200, description = "Hours in use per device and per school", body = Usage)))]
+async fn usage(
+    State(s): State<AppState>,
+    p: Principal,
+    Query(range): Query<Range>,
+) -> Result<Json<Usage>, ApiError> {
+    let (from, to) = range.resolve(chrono::Duration::days(30))?;
+    Ok(Json(s.ingest.store.usage(&p.scope(), from, to).await?))
 }
 
 pub(crate) fn device_id(id: &str) -> Result<DeviceId, ApiError> {
@@ -220,13 +444,13 @@ pub(crate) fn device_id(id: &str) -> Result<DeviceId, ApiError> {
 }
 
 #[derive(Debug, Deserialize)]
-struct Range {
+pub(crate) struct Range {
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
 }
 
 impl Range {
-    fn resolve(
+    pub(crate) fn resolve(
         &self,
         default_span: chrono::Duration,
     ) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
@@ -239,51 +463,73 @@ impl Range {
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/devices/{id}/health", tag = "fleet",
+    params(("id" = String, Path, description = "Device id")),
+    responses((status = 200, description = "Raw health samples, default the last 7 days"), (status = 404, description = "Unknown or out of scope")))]
 async fn health(
-    State(ingest): State<Arc<Ingest>>,
+    State(s): State<AppState>,
+    p: Principal,
     Path(id): Path<String>,
     Query(range): Query<Range>,
 ) -> Result<Json<Vec<crate::store::HealthPoint>>, ApiError> {
+    let d = visible(&s, &p, &id).await?;
     let (from, to) = range.resolve(chrono::Duration::days(7))?;
     Ok(Json(
-        ingest
+        s.ingest
             .store
-            .health_series(&device_id(&id)?, from, to)
+            .health_series(&device_id(&d.device_id)?, from, to)
             .await?,
     ))
 }
 
+#[utoipa::path(get, path = "/api/v1/devices/{id}/health/hourly", tag = "fleet",
+    params(("id" = String, Path, description = "Device id")),
+    responses((status = 200, description = "Hourly aggregates, default the last 90 days"), (status = 404, description = "Unknown or out of scope")))]
 async fn hourly(
-    State(ingest): State<Arc<Ingest>>,
+    State(s): State<AppState>,
+    p: Principal,
     Path(id): Path<String>,
     Query(range): Query<Range>,
 ) -> Result<Json<Vec<crate::store::HourlyPoint>>, ApiError> {
+    let d = visible(&s, &p, &id).await?;
     let (from, to) = range.resolve(chrono::Duration::days(90))?;
     Ok(Json(
-        ingest
+        s.ingest
             .store
-            .hourly_series(&device_id(&id)?, from, to)
+            .hourly_series(&device_id(&d.device_id)?, from, to)
             .await?,
     ))
 }
 
+#[utoipa::path(get, path = "/api/v1/devices/{id}/inventory", tag = "fleet",
+    params(("id" = String, Path, description = "Device id")),
+    responses((status = 200, description = "The latest inventory as reported"), (status = 404, description = "None yet, unknown or out of scope")))]
 async fn inventory(
-    State(ingest): State<Arc<Ingest>>,
+    State(s): State<AppState>,
+    p: Principal,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id = device_id(&id)?;
-    match ingest.store.latest_inventory(&id).await? {
+    let id = device_id(&visible(&s, &p, &id).await?.device_id)?;
+    match s.ingest.store.latest_inventory(&id).await? {
         Some(body) => Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response()),
         None => Err(ApiError::NotFound(format!("no inventory from device {id}"))),
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/devices/{id}/changes", tag = "fleet",
+    params(("id" = String, Path, description = "Device id")),
+    responses((status = 200, description = "Component changes, oldest first"), (status = 404, description = "Unknown or out of scope")))]
 async fn changes(
-    State(ingest): State<Arc<Ingest>>,
+    State(s): State<AppState>,
+    p: Principal,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<crate::store::InventoryChangeRow>>, ApiError> {
+    let d = visible(&s, &p, &id).await?;
     Ok(Json(
-        ingest.store.inventory_changes(&device_id(&id)?).await?,
+        s.ingest
+            .store
+            .inventory_changes(&device_id(&d.device_id)?)
+            .await?,
     ))
 }
 
@@ -293,10 +539,14 @@ pub(crate) struct Limit {
     pub(crate) limit: Option<i64>,
 }
 
+#[utoipa::path(get, path = "/api/v1/quarantine", tag = "operations",
+    responses((status = 200, description = "Refused publishes, newest first"), (status = 403, description = "Not an administrator")))]
 async fn quarantine(
     State(ingest): State<Arc<Ingest>>,
+    p: Principal,
     Query(limit): Query<Limit>,
 ) -> Result<Json<Vec<crate::store::QuarantineRow>>, ApiError> {
+    require_admin(&p)?;
     let limit = limit.limit.unwrap_or(100).clamp(1, 1000);
     Ok(Json(ingest.store.quarantine(limit).await?))
 }
@@ -307,7 +557,10 @@ pub async fn serve(
     app: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

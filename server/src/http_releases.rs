@@ -22,7 +22,10 @@ use crate::ingest::Ingest;
 use crate::releases::{ReleaseInfo, check_channel, manifest_for};
 use crate::store::{UpdateEventRow, VersionCount};
 
-pub fn routes() -> Router<Arc<Ingest>> {
+/// Manifests and archives are fetched by agents without an account (they are signed
+/// and checked on the device); the release list, fleet versions and update events are
+/// fleet-wide, so for administrators only.
+pub fn routes() -> Router<crate::http_auth::AppState> {
     Router::new()
         .route("/api/v1/releases", get(list))
         .route("/api/v1/releases/{channel}/manifest.json", get(manifest))
@@ -35,7 +38,11 @@ fn channel(c: &str) -> Result<(), ApiError> {
     check_channel(c).map_err(|e| ApiError::NotFound(e.to_string()))
 }
 
-async fn list(State(ingest): State<Arc<Ingest>>) -> Result<Json<Vec<ReleaseInfo>>, ApiError> {
+async fn list(
+    State(ingest): State<Arc<Ingest>>,
+    p: crate::auth::Principal,
+) -> Result<Json<Vec<ReleaseInfo>>, ApiError> {
+    crate::http::require_admin(&p)?;
     Ok(Json(ingest.store.releases(None).await?))
 }
 
@@ -88,7 +95,11 @@ async fn archive(
     }
 }
 
-async fn versions(State(ingest): State<Arc<Ingest>>) -> Result<Json<Vec<VersionCount>>, ApiError> {
+async fn versions(
+    State(ingest): State<Arc<Ingest>>,
+    p: crate::auth::Principal,
+) -> Result<Json<Vec<VersionCount>>, ApiError> {
+    crate::http::require_admin(&p)?;
     Ok(Json(ingest.store.fleet_versions().await?))
 }
 
@@ -101,8 +112,10 @@ struct EventParams {
 /// Updates applied, refused (with their reason) and rolled back, newest first.
 async fn events(
     State(ingest): State<Arc<Ingest>>,
+    principal: crate::auth::Principal,
     Query(p): Query<EventParams>,
 ) -> Result<Json<Vec<UpdateEventRow>>, ApiError> {
+    crate::http::require_admin(&principal)?;
     let device = p.device.as_deref().map(device_id).transpose()?;
     let limit = p.limit.unwrap_or(100).clamp(1, 1000);
     Ok(Json(

@@ -94,6 +94,9 @@ pub async fn run(
         )
         .await
         .context("creating the demo's enrolment token")?;
+    let (password, admin_token) = demo_accounts(&store)
+        .await
+        .context("creating the demo's dashboard accounts")?;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -182,11 +185,17 @@ pub async fn run(
         "  Database (SQLite):      {}",
         opts.data_dir.join("parc.db").display()
     );
-    println!("  What the server stored: {server_url}/api/v1/summary");
-    println!("  Devices:                {server_url}/api/v1/devices");
-    println!("  Reconciliation:         {server_url}/api/v1/reconciliation");
-    println!("  Warranties:             {server_url}/api/v1/warranties");
-    println!("  Metrics:                {server_url}/metrics");
+    println!("  Dashboard:              http://{http_addr}/");
+    println!("    logins (one password for all, new each run: {password}):");
+    for (login, role, what) in DEMO_ACCOUNTS {
+        println!("      {login:<22} {role:<11} {what}");
+    }
+    println!("  API token (admin):      {admin_token}");
+    println!("  What the server stored: http://{http_addr}/api/v1/summary");
+    println!("  Devices:                http://{http_addr}/api/v1/devices");
+    println!("  Reconciliation:         http://{http_addr}/api/v1/reconciliation");
+    println!("  Warranties:             http://{http_addr}/api/v1/warranties");
+    println!("  Metrics:                http://{http_addr}/metrics");
     println!("  Webhook receiver:       {webhook_url} (POST; stands in for the contract holders)");
     println!("  Webhook deliveries:     http://{hook_addr}/deliveries");
     println!(
@@ -285,4 +294,41 @@ async fn run_real_agent(
         .await
         .context("the real agent")
         .map(|_| ())
+}
+
+/// The demo's dashboard accounts: login, role, and what it sees.
+pub const DEMO_ACCOUNTS: [(&str, &str, &str); 5] = [
+    ("admin", "admin", "everything"),
+    (
+        "tech-departement",
+        "technician",
+        "the Département and its members",
+    ),
+    ("tech-valbois", "technician", "Commune de Valbois only"),
+    ("titulaire-mobil-edu", "holder", "lot 2 (Mobil'Édu) only"),
+    ("lecture", "viewer", "everything, read-only"),
+];
+
+/// Creates (or, on a reused data directory, re-passwords) the demo accounts with one
+/// fresh random password, and issues an admin API token. Returns both, to print.
+async fn demo_accounts(store: &crate::store::Store) -> anyhow::Result<(String, String)> {
+    let password = crate::auth::new_secret()[..16].to_string();
+    for (login, role, _) in DEMO_ACCOUNTS {
+        let (org, holder) = match login {
+            "tech-departement" => (Some("dep-haute-vallee"), None),
+            "tech-valbois" => (Some("commune-valbois"), None),
+            "titulaire-mobil-edu" => (None, Some("mobil-edu")),
+            _ => (None, None),
+        };
+        if store.account(login).await?.is_some() {
+            let pw = password.clone();
+            let hash = tokio::task::spawn_blocking(move || crate::auth::hash_password(&pw)).await?;
+            store.set_password(login, &hash).await?;
+        } else {
+            crate::accounts_cli::add_account(store, login, None, role, org, holder, &password)
+                .await?;
+        }
+    }
+    let token = crate::accounts_cli::issue_token(store, "admin", "demo", Some(1)).await?;
+    Ok((password, token))
 }

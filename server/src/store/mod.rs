@@ -7,11 +7,14 @@
 //! module must never decide what a message means (that is ingest's and the rules'
 //! job) and never hold a transaction open across anything but SQL.
 
+mod accounts;
 mod batch;
 mod enrol;
+mod fleet;
 mod procurement;
 mod query;
 mod releases;
+mod synthetic;
 mod tickets;
 
 use std::time::Duration;
@@ -21,14 +24,21 @@ use parc_protocol::{DeviceId, DeviceKey};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row as _};
 
+pub use accounts::{AccountInfo, AccountRefused, AccountRow, NewAccount};
 pub use batch::{BatchOutcome, Item, Quarantined};
 pub use enrol::{Enrolled, EnrolmentRefused, EnrolmentRequest, NewTokenRecord, TokenRow};
+pub use fleet::{
+    DeviceState, DeviceUsage, EventRow, FleetDevice, FleetFilter, FleetPage, GroupCounts,
+    OVERVIEW_MAX_AGE, Overview, OverviewRow, SiteUsage, StateCounts, StateThresholds, TicketFilter,
+    TicketView, Usage, overview_in,
+};
 pub use procurement::{
     CartDevice, CartRow, DatasetCounts, DemoDataError, FundingRow, LotRow, NeverSeen, OrderLineRow,
     OrderRow, Reconciliation, SiteRow, UnmatchedDevice, load_demo_dataset,
 };
 pub use query::{Counts, DeviceRow, HealthPoint, HourlyPoint, InventoryChangeRow, QuarantineRow};
 pub use releases::{AnnounceTarget, NewRelease, UpdateEventRow, VersionCount};
+pub use synthetic::{synthetic_device_id, synthetic_hostname, synthetic_serial};
 pub use tickets::{
     DeliveryRow, DeviceContext, DueDelivery, HistoryColumn, InboxSample, LotContext, MaintenanceTx,
     NewTicket, TicketEventRow, TicketRow, TicketScope,
@@ -130,6 +140,8 @@ pub struct NewDevice {
 pub struct Store {
     pool: AnyPool,
     engine: Engine,
+    /// The dashboard's fleet aggregate (see `fleet.rs`), shared by every clone.
+    overview_cache: std::sync::Arc<tokio::sync::Mutex<Option<fleet::OverviewCache>>>,
 }
 
 /// A connection to the PostgreSQL server at `admin_url`, after checking that `name`
@@ -212,7 +224,11 @@ impl Store {
             Engine::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Engine::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        Ok(Self { pool, engine })
+        Ok(Self {
+            pool,
+            engine,
+            overview_cache: Default::default(),
+        })
     }
 
     /// Creates database `name` on the PostgreSQL server at `admin_url` (tests and

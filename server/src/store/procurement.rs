@@ -925,7 +925,7 @@ async fn upsert_lot(
 }
 
 /// `join` is `JOIN` (deliveries of known devices) or `LEFT JOIN` (every delivery).
-fn delivered_select(join: &str) -> String {
+pub(super) fn delivered_select(join: &str) -> String {
     format!(
         "SELECT {DELIVERY_COLUMNS}, lo.title, h.company, lo.warranty_months, \
          lo.warranty_starts_at, lo.battery_months, lo.service_mode, d.device_id, d.last_seen_ms \
@@ -935,7 +935,7 @@ fn delivered_select(join: &str) -> String {
     )
 }
 
-fn delivered_from_row(r: &AnyRow) -> Result<DeliveredDevice, StoreError> {
+pub(super) fn delivered_from_row(r: &AnyRow) -> Result<DeliveredDevice, StoreError> {
     let delivery = delivery_at(r, 0)?;
     let what = format!("lot {} of contract {}", delivery.lot, delivery.contract);
     let starts_at: String = r.try_get(12)?;

@@ -109,7 +109,7 @@ pub struct TicketRow {
     pub bad_since_resolved: i64,
 }
 
-const TICKET_COLUMNS: &str = "id, reference, kind, device_id, rule_id, category, severity, \
+pub(super) const TICKET_COLUMNS: &str = "id, reference, kind, device_id, rule_id, category, severity, \
      queue, route_reason, holder_id, organisation_id, contract_ref, lot_number, model, \
      site_uai, parent_id, status, opened_at_ms, sent_at_ms, acknowledged_at_ms, \
      in_progress_at_ms, resolved_at_ms, closed_at_ms, gti_due_ms, gtr_due_ms, \
@@ -128,7 +128,7 @@ fn opt_ms(r: &AnyRow, i: usize) -> Result<Option<DateTime<Utc>>, StoreError> {
     Ok(r.try_get::<Option<i64>, _>(i)?.map(from_ms))
 }
 
-fn ticket_row(r: &AnyRow) -> Result<TicketRow, StoreError> {
+pub(super) fn ticket_row(r: &AnyRow) -> Result<TicketRow, StoreError> {
     let reference: String = r.try_get(1)?;
     Ok(TicketRow {
         id: r.try_get(0)?,

@@ -7,12 +7,12 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn http_get(addr: &str, path: &str) -> String {
+fn http_get(addr: &str, path: &str, token: &str) -> String {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut out = String::new();
@@ -57,11 +57,19 @@ fn demo_enrols_the_fleet_and_the_real_agent_and_refuses_the_impostor() {
     }
     let addr = url_on(&lines, "/api/v1/summary");
     let hook = url_on(&lines, "Webhook deliveries");
-    assert_eq!(http_get(&addr, "/healthz").trim(), "ok");
+    let token = lines
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("API token (admin):"))
+        .expect("the demo printed an admin API token")
+        .trim()
+        .to_string();
+    assert_eq!(http_get(&addr, "/healthz", "").trim(), "ok");
+    let refused = http_get(&addr, "/api/v1/summary", "pat_0.wrong");
+    assert!(refused.contains("unauthenticated"), "{refused}");
 
     let deadline = Instant::now() + Duration::from_secs(40);
     let summary = loop {
-        let body = http_get(&addr, "/api/v1/summary");
+        let body = http_get(&addr, "/api/v1/summary", &token);
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         let healths = v["counts"]["health_samples"].as_u64().unwrap_or(0);
         let inventories = v["counts"]["inventories"].as_u64().unwrap_or(0);
@@ -69,7 +77,7 @@ fn demo_enrols_the_fleet_and_the_real_agent_and_refuses_the_impostor() {
             .as_u64()
             .unwrap_or(0);
         let delivered: serde_json::Value =
-            serde_json::from_str(&http_get(&hook, "/deliveries")).unwrap();
+            serde_json::from_str(&http_get(&hook, "/deliveries", "")).unwrap();
         // 8 simulated devices, the impostor's own inventory, and this machine's agent;
         // and a ticket delivered to the holder's webhook.
         if healths >= 16
@@ -86,14 +94,14 @@ fn demo_enrols_the_fleet_and_the_real_agent_and_refuses_the_impostor() {
         std::thread::sleep(Duration::from_millis(300));
     };
     let devices: serde_json::Value =
-        serde_json::from_str(&http_get(&addr, "/api/v1/devices")).unwrap();
+        serde_json::from_str(&http_get(&addr, "/api/v1/devices", &token)).unwrap();
     let deliveries: serde_json::Value =
-        serde_json::from_str(&http_get(&hook, "/deliveries")).unwrap();
+        serde_json::from_str(&http_get(&hook, "/deliveries", "")).unwrap();
     child.kill().unwrap();
     child.wait().unwrap();
 
     assert_eq!(summary["engine"], "sqlite");
-    let devices = devices.as_array().unwrap();
+    let devices = devices["devices"].as_array().unwrap();
     assert_eq!(
         devices.len(),
         10,

@@ -3,10 +3,13 @@
 #[macro_use]
 mod support;
 
+mod access;
+mod browser;
 mod config;
 mod crash;
 mod demo;
 mod enrol;
+mod fleet;
 mod ingest;
 mod pipeline;
 mod procurement;

@@ -4,7 +4,6 @@
 //! a generated 10,000-line manifest (its duration printed).
 
 use std::process::Command;
-use std::sync::Arc;
 
 use chrono::{NaiveDate, Utc};
 use parc_server::domain::{
@@ -15,7 +14,7 @@ use parc_server::procurement::{
 };
 use parc_server::store::{Item, Store};
 
-use crate::support::{TestDevice, http_get, http_post};
+use crate::support::TestDevice;
 
 #[path = "../../examples/gen_manifest.rs"]
 mod gen_manifest;
@@ -399,16 +398,44 @@ async fn the_cli_imports_ten_thousand_lines(url: String) {
 
 async fn the_http_routes_import_and_report(store: Store) {
     load_dataset(&store).await;
-    let cfg = parc_server::config::ServerConfig::defaults();
-    let ingest = Arc::new(parc_server::ingest::Ingest::new(
-        store.clone(),
-        Arc::new(parc_server::metrics::Metrics::new()),
-        parc_server::ingest::IngestOptions::from_config(&cfg),
-    ));
-    let app = parc_server::http_procurement::routes().with_state(ingest);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    parc_server::accounts_cli::add_account(
+        &store,
+        "admin",
+        None,
+        "admin",
+        None,
+        None,
+        crate::access::PASSWORD,
+    )
+    .await
+    .unwrap();
+    let token = parc_server::accounts_cli::issue_token(&store, "admin", "test", None)
+        .await
+        .unwrap();
+    let auth = format!("Bearer {token}");
+    let addr = crate::access::serve(store.clone()).await;
+    let http_post = |addr, path: &'static str, ct: &'static str, body: &'static str| {
+        let auth = auth.clone();
+        async move {
+            let r = crate::access::request(
+                addr,
+                "POST",
+                path,
+                &[("Authorization", &auth), ("Content-Type", ct)],
+                body,
+            )
+            .await;
+            (r.status, r.body)
+        }
+    };
+    let http_get = |addr, path: &'static str| {
+        let auth = auth.clone();
+        async move {
+            let r =
+                crate::access::request(addr, "GET", path, &[("Authorization", &auth)], "").await;
+            (r.status, r.body)
+        }
+    };
 
     let (status, body) = http_post(
         addr,
