@@ -716,13 +716,33 @@ async fn the_daemon_applies_an_announced_release_and_the_server_sees_refusals_an
         }
     })
     .await;
-    let versions: serde_json::Value =
-        reqwest::get(format!("http://{}/api/v1/fleet/versions", server.http))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+    // Fleet versions are for administrators.
+    parc_server::accounts_cli::add_account(
+        &server.store,
+        "admin",
+        None,
+        "admin",
+        None,
+        None,
+        "a long test password",
+    )
+    .await
+    .unwrap();
+    let admin = parc_server::accounts_cli::issue_token(&server.store, "admin", "test", Some(1))
+        .await
+        .unwrap();
+    let url = format!("http://{}/api/v1/fleet/versions", server.http);
+    let anonymous = reqwest::get(&url).await.unwrap().status();
+    assert_eq!(anonymous, 401);
+    let versions: serde_json::Value = reqwest::Client::new()
+        .get(&url)
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(
         versions
             .as_array()

@@ -197,7 +197,15 @@ fn start_demo() -> Demo {
     let data = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_parc-server"))
         .args(["demo", "--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0"])
-        .args(["--devices", "8", "--interval-seconds", "1", "--data-dir"])
+        .args([
+            "--webhook",
+            "127.0.0.1:0",
+            "--devices",
+            "8",
+            "--accel",
+            "2016",
+        ])
+        .arg("--data-dir")
         .arg(data.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -356,7 +364,20 @@ fn the_dashboard_works_in_headless_chromium() {
     );
     b.screenshot(&shots.join("02-overview.png"));
 
-    b.goto(&format!("{base}/devices/d-demo-0001"));
+    // A simulated laptop of the demo's deliveries (ids are issued at enrolment).
+    let list: Value = serde_json::from_str(&http(
+        &demo.addr,
+        "GET",
+        "/api/v1/devices?q=PARCDEMO0001",
+        &format!("Authorization: Bearer {}\r\n", demo.token),
+        "",
+    ))
+    .unwrap();
+    let laptop = list["devices"][0]["device_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("PARCDEMO0001 enrolled: {list}"))
+        .to_string();
+    b.goto(&format!("{base}/devices/{laptop}"));
     let charts = b.eval("document.querySelectorAll('figure svg polyline, figure svg path').length");
     assert!(
         charts.as_u64().unwrap() >= 1,
