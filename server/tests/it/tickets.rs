@@ -367,7 +367,11 @@ async fn worn_battery_becomes_one_ticket_sent_once_and_a_swap_closes_it(
         let mail = &sink.messages()[0];
         assert!(mail.contains(&ticket.reference), "{mail}");
         assert!(mail.contains(IN_WARRANTY_SERIAL));
-        assert!(mail.contains("support@mobil-edu.example") || mail.contains("To:"));
+        assert!(mail.contains("To: sav@mobil-edu.example"), "{mail}");
+        assert!(
+            mail.contains("Message-ID: <parc-"),
+            "the idempotency key: {mail}"
+        );
         assert!(mail.contains("text/html") && mail.contains("text/plain"));
     }
 
