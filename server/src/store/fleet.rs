@@ -1026,17 +1026,19 @@ impl Store {
     }
 
     /// Copies into `device_latest` the newest health sample of every device that sent
-    /// one collected at or after `since`. Returns the rows written.
+    /// one collected at or after `since`. Returns the rows written. Samples collected in
+    /// the same millisecond (two epochs, a replay) fold into one row — the worst battery,
+    /// the hottest sensor — since PostgreSQL refuses to upsert one key twice.
     pub async fn refresh_device_latest(&self, since: DateTime<Utc>) -> Result<u64, StoreError> {
         let r = sqlx::query(
             "INSERT INTO device_latest (device_id, collected_at_ms, battery_health_percent, \
              temperature_max_celsius) \
-             SELECT h.device_id, h.collected_at_ms, h.battery_health_percent, \
-             h.temperature_max_celsius FROM health_samples h \
+             SELECT h.device_id, h.collected_at_ms, MIN(h.battery_health_percent), \
+             MAX(h.temperature_max_celsius) FROM health_samples h \
              JOIN (SELECT device_id, MAX(collected_at_ms) AS m FROM health_samples \
                    WHERE collected_at_ms >= $1 GROUP BY device_id) x \
                ON x.device_id = h.device_id AND x.m = h.collected_at_ms \
-             WHERE TRUE \
+             WHERE TRUE GROUP BY h.device_id, h.collected_at_ms \
              ON CONFLICT (device_id) DO UPDATE SET collected_at_ms = excluded.collected_at_ms, \
              battery_health_percent = excluded.battery_health_percent, \
              temperature_max_celsius = excluded.temperature_max_celsius \

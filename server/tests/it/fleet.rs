@@ -206,7 +206,35 @@ async fn states_follow_the_latest_readings_and_silence(store: Store) {
     );
 }
 
+/// Two epochs of one device (a reinstalled agent) can report in the same millisecond.
+async fn samples_collected_in_the_same_millisecond_refresh_into_one_latest_row(store: Store) {
+    let mut a = TestDevice::new("d-same-ms", 61);
+    let mut b = TestDevice::new("d-same-ms", 62);
+    crate::support::register(&store, std::slice::from_ref(&a)).await;
+    let at = Utc::now();
+    let health = |v: f64| -> parc_protocol::Body {
+        parc_protocol::Body::Health(Box::new(
+            serde_json::from_value(serde_json::json!({
+                "batteries": [{"name": "BAT0", "health_percent": v}]
+            }))
+            .unwrap(),
+        ))
+    };
+    let items = vec![
+        Item::Accepted(Box::new(a.message(health(80.0), at))),
+        Item::Accepted(Box::new(b.message(health(70.0), at))),
+    ];
+    let now = Utc::now();
+    store
+        .write_batch(&items, now, now - chrono::Duration::days(1))
+        .await
+        .unwrap();
+    let since = at - chrono::Duration::minutes(1);
+    assert_eq!(store.refresh_device_latest(since).await.unwrap(), 1);
+}
+
 on_both_engines!(
     the_device_list_pages_by_id_and_finds_serials_hosts_and_schools,
     states_follow_the_latest_readings_and_silence,
+    samples_collected_in_the_same_millisecond_refresh_into_one_latest_row,
 );
