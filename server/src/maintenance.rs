@@ -138,7 +138,7 @@ impl Maintenance {
         ids.dedup();
         let contexts = tx.device_contexts(&ids).await?;
         let mut states = tx.rule_states(&ids).await?;
-        let mut open = open_device_tickets(&mut tx, &ids, &self.options.rules).await?;
+        let mut open = open_device_tickets(&mut tx, &ids).await?;
         let mut work = Work::new(self, now);
 
         let mut touched: BTreeSet<(String, String)> = BTreeSet::new();
@@ -231,7 +231,7 @@ impl Maintenance {
         let mut tx = self.store.begin_maintenance().await?;
         let contexts = tx.device_contexts(&ids).await?;
         let mut states = tx.rule_states(&ids).await?;
-        let mut open = open_device_tickets(&mut tx, &ids, &self.options.rules).await?;
+        let mut open = open_device_tickets(&mut tx, &ids).await?;
         let mut work = Work::new(self, now);
         let today = today_in_france(now);
         let mut touched = Vec::new();
@@ -281,19 +281,9 @@ impl Maintenance {
 async fn open_device_tickets(
     tx: &mut MaintenanceTx,
     ids: &[String],
-    rules: &RuleSet,
 ) -> Result<HashMap<(String, String), TicketRow>, StoreError> {
-    let keys: Vec<String> = ids
-        .iter()
-        .flat_map(|d| {
-            rules
-                .rules
-                .iter()
-                .map(move |r| tickets::device_open_key(d, &r.id))
-        })
-        .collect();
     Ok(tx
-        .open_tickets(&keys)
+        .open_device_tickets(ids)
         .await?
         .into_iter()
         .filter_map(|t| Some(((t.device_id.clone()?, t.rule_id.clone()), t)))

@@ -612,7 +612,7 @@ impl Store {
     }
 
     /// Devices to check for silence: those seen before `seen_before`, and those whose
-    /// silence rule is raised (to clear it), with their context.
+    /// silence rule is raised (to clear it).
     pub async fn silence_candidates(
         &self,
         seen_before: DateTime<Utc>,
@@ -945,6 +945,30 @@ impl MaintenanceTx {
             q.execute(&mut *self.tx).await?;
         }
         Ok(())
+    }
+
+    /// Open device tickets of these devices (one query per 300 devices, through the
+    /// `(device_id, rule_id)` index).
+    pub async fn open_device_tickets(
+        &mut self,
+        ids: &[String],
+    ) -> Result<Vec<TicketRow>, StoreError> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(300) {
+            let sql = format!(
+                "SELECT {TICKET_COLUMNS} FROM tickets WHERE kind = 'device' \
+                 AND open_key IS NOT NULL AND device_id IN ({})",
+                id_list(self.engine, 1, chunk.len())
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for id in chunk {
+                q = q.bind(id.clone());
+            }
+            for r in q.fetch_all(&mut *self.tx).await? {
+                out.push(ticket_row(&r)?);
+            }
+        }
+        Ok(out)
     }
 
     /// Open tickets whose `open_key` is one of `keys`.
