@@ -84,6 +84,10 @@ pub struct IngestSection {
     pub batch_max_messages: usize,
     pub batch_max_wait_ms: u64,
     pub queue_capacity: usize,
+    /// Batches committed at once (each device's messages always by the same writer);
+    /// 0 = automatic: 1 on SQLite (one writer at a time anyway), 2 on PostgreSQL.
+    #[serde(default)]
+    pub writers: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -223,6 +227,9 @@ impl ServerConfig {
         }
         if !(1..=10_000).contains(&cfg.ingest.batch_max_wait_ms) {
             return invalid("ingest.batch_max_wait_ms", "must be between 1 and 10000");
+        }
+        if cfg.ingest.writers > 16 {
+            return invalid("ingest.writers", "must be between 0 (automatic) and 16");
         }
         if cfg.ingest.queue_capacity < cfg.ingest.batch_max_messages {
             return invalid(

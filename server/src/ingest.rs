@@ -8,7 +8,10 @@
 //! it is committed, so a crash loses nothing (the broker redelivers, the store
 //! dedups); nothing is trusted before its HMAC is checked; bad input is quarantined
 //! and never stops the loop or affects its neighbours; queues are bounded, so a slow
-//! database slows reading from the broker instead of growing memory.
+//! database slows reading from the broker instead of growing memory. With several
+//! writers (`ingest.writers`), a device's messages always go to the same one (two
+//! transactions never touch one device's rows) and acknowledgements still leave in
+//! the order the messages arrived.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -131,6 +134,19 @@ pub struct IngestOptions {
     pub queue_capacity: usize,
     /// Messages collected longer ago than this are acknowledged but not stored.
     pub raw_retention: Duration,
+    /// Batches committed at once (see [`writers_for`]).
+    pub writers: usize,
+}
+
+/// Writers for a configured count on an engine: 0 picks one on SQLite, whose single
+/// write lock would only make a second writer poll for it, and two on PostgreSQL, where
+/// a commit waits on round trips and a second batch can use the other core meanwhile.
+pub fn writers_for(configured: usize, engine: crate::store::Engine) -> usize {
+    match (configured, engine) {
+        (0, crate::store::Engine::Sqlite) => 1,
+        (0, crate::store::Engine::Postgres) => 2,
+        (n, _) => n,
+    }
 }
 
 impl IngestOptions {
@@ -144,6 +160,7 @@ impl IngestOptions {
             batch_max_wait: Duration::from_millis(cfg.ingest.batch_max_wait_ms),
             queue_capacity: cfg.ingest.queue_capacity,
             raw_retention: cfg.retention().raw,
+            writers: cfg.ingest.writers,
         }
     }
 }
@@ -184,9 +201,142 @@ struct Ack {
     generation: u64,
 }
 
+/// A committed batch's acknowledgements, each with its message's arrival number.
+type BatchAcks = Vec<(u64, Option<Ack>)>;
+
 struct Pending {
     item: Item,
     ack: Option<Ack>,
+    /// Arrival order, for acknowledging in that order.
+    seq: u64,
+}
+
+/// Where the reader hands decoded messages to the writers: one bounded queue per writer,
+/// chosen by device, and the acknowledgements put back in arrival order.
+struct Lanes {
+    queues: Vec<mpsc::Sender<Pending>>,
+    next_seq: u64,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Lanes {
+    fn start(ingest: &Arc<Ingest>, acker: Option<Acker>, shutdown: &Shutdown) -> Self {
+        let n = writers_for(ingest.options.writers, ingest.store.engine()).max(1);
+        let per_lane = (ingest.options.queue_capacity / n).max(ingest.options.batch_max_messages);
+        let mut tasks = Vec::new();
+        let acks = acker.map(|acker| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tasks.push(tokio::spawn(acknowledge_in_order(acker, rx)));
+            tx
+        });
+        let mut queues = Vec::new();
+        for _ in 0..n {
+            let (tx, rx) = mpsc::channel(per_lane);
+            queues.push(tx);
+            tasks.push(tokio::spawn(writer(
+                ingest.clone(),
+                rx,
+                acks.clone(),
+                shutdown.clone(),
+            )));
+        }
+        Self {
+            queues,
+            next_seq: 0,
+            tasks,
+            metrics: ingest.metrics.clone(),
+        }
+    }
+
+    /// Queues one message (waiting while its writer's queue is full); false once the
+    /// writers have stopped.
+    async fn send(&mut self, item: Item, ack: Option<Ack>) -> bool {
+        let lane = match &item {
+            Item::Accepted(m) => lane_of(m.header.device_id.as_str(), self.queues.len()),
+            Item::Rejected(q) => lane_of(&q.topic, self.queues.len()),
+        };
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        // Counted up here and down by the writer that takes it: the gauge is what all
+        // queues hold (the rules yield to the ingest while it is large).
+        self.metrics.queue_depth.inc();
+        let sent = self.queues[lane]
+            .send(Pending { item, ack, seq })
+            .await
+            .is_ok();
+        if !sent {
+            self.metrics.queue_depth.dec();
+        }
+        sent
+    }
+
+    /// Closes the queues and waits for the writers to commit what they hold and for the
+    /// last acknowledgements to be handed to the client.
+    async fn close(self) {
+        drop(self.queues);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+fn lane_of(key: &str, lanes: usize) -> usize {
+    if lanes <= 1 {
+        return 0;
+    }
+    // FNV-1a: stable, and good enough to spread device ids.
+    let h = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    (h % lanes as u64) as usize
+}
+
+/// Puts acknowledgements back in arrival order: what `push` returns may be sent now.
+#[derive(Debug)]
+struct InOrder<T> {
+    waiting: std::collections::BTreeMap<u64, Option<T>>,
+    next: u64,
+}
+
+impl<T> Default for InOrder<T> {
+    fn default() -> Self {
+        Self {
+            waiting: Default::default(),
+            next: 0,
+        }
+    }
+}
+
+impl<T> InOrder<T> {
+    /// Takes a committed batch's `(seq, ack)` pairs (`None`: nothing to acknowledge, as
+    /// from the embedded link); returns the acks whose predecessors are all committed.
+    fn push(&mut self, batch: Vec<(u64, Option<T>)>) -> Vec<T> {
+        self.waiting.extend(batch);
+        let mut out = Vec::new();
+        while let Some(ack) = self.waiting.remove(&self.next) {
+            self.next += 1;
+            out.extend(ack);
+        }
+        out
+    }
+}
+
+/// Sends the writers' acknowledgements in arrival order: MQTT wants a subscriber's
+/// PUBACKs in the order of the PUBLISHes, and a later batch of another writer may
+/// commit first. A message never committed (a failed batch at shutdown) holds back the
+/// acks after it; the broker redelivers them all at the next start.
+async fn acknowledge_in_order(acker: Acker, mut rx: mpsc::UnboundedReceiver<BatchAcks>) {
+    let mut order = InOrder::default();
+    while let Some(batch) = rx.recv().await {
+        for ack in order.push(batch) {
+            if ack.generation == acker.generation.load(Ordering::Acquire)
+                && let Err(e) = acker.client.ack(&ack.publish).await
+            {
+                tracing::warn!(error = %e, "acknowledging to the broker failed; it will redeliver");
+            }
+        }
+    }
 }
 
 /// The external-broker client the writer acknowledges through.
@@ -221,7 +371,7 @@ async fn prepare(ingest: &Ingest, topic: &str, payload: &[u8]) -> Result<Item, S
 async fn writer(
     ingest: Arc<Ingest>,
     mut rx: mpsc::Receiver<Pending>,
-    acker: Option<Acker>,
+    acks_out: Option<mpsc::UnboundedSender<BatchAcks>>,
     shutdown: Shutdown,
 ) {
     let opts = ingest.options.clone();
@@ -235,9 +385,9 @@ async fn writer(
                 Ok(None) | Err(_) => break,
             }
         }
-        m.queue_depth.set(rx.len() as i64);
-        let (items, acks): (Vec<Item>, Vec<Option<Ack>>) =
-            batch.into_iter().map(|p| (p.item, p.ack)).unzip();
+        m.queue_depth.dec_by(batch.len() as i64);
+        let (items, acks): (Vec<Item>, BatchAcks) =
+            batch.into_iter().map(|p| (p.item, (p.seq, p.ack))).unzip();
         let mut backoff = Duration::from_millis(200);
         let outcome = loop {
             let started = Instant::now();
@@ -286,16 +436,9 @@ async fn writer(
         {
             m.devices_online.set(n);
         }
-        if let Some(acker) = &acker {
-            let current = acker.generation.load(Ordering::Acquire);
+        if let Some(out) = &acks_out {
             tracing::debug!(acks = acks.len(), "acknowledging");
-            for ack in acks.into_iter().flatten() {
-                if ack.generation == current
-                    && let Err(e) = acker.client.ack(&ack.publish).await
-                {
-                    tracing::warn!(error = %e, "acknowledging to the broker failed; it will redeliver");
-                }
-            }
+            let _ = out.send(acks);
         }
     }
 }
@@ -315,8 +458,7 @@ pub async fn run_embedded(
     // Subscribed once the router acknowledged every filter: a device publishing before
     // that would reach nobody, so readiness waits for the acks.
     let mut unacked = filters.len();
-    let (queue, queue_rx) = mpsc::channel(ingest.options.queue_capacity);
-    let writer = tokio::spawn(writer(ingest.clone(), queue_rx, None, shutdown.clone()));
+    let mut lanes = Lanes::start(&ingest, None, &shutdown);
     let stop = shutdown.wait();
     tokio::pin!(stop);
     let result = loop {
@@ -358,14 +500,13 @@ pub async fn run_embedded(
                 }
             }
         };
-        if queue.send(Pending { item, ack: None }).await.is_err() {
+        if !lanes.send(item, None).await {
             break Ok(());
         }
     };
     ingest.connected.store(false, Ordering::Relaxed);
     ingest.metrics.mqtt_connected.set(0);
-    drop(queue);
-    let _ = writer.await;
+    lanes.close().await;
     result
 }
 
@@ -470,30 +611,27 @@ pub async fn run_external(
     opts.set_request_channel_capacity(cap);
     let (client, mut eventloop) = AsyncClient::new(opts, cap);
     let generation = Arc::new(AtomicU64::new(0));
-    let (queue, queue_rx) = mpsc::channel(ingest.options.queue_capacity);
-    let (done_tx, mut done_rx) = oneshot::channel::<()>();
-    {
-        let acker = Acker {
+    let lanes = Lanes::start(
+        &ingest,
+        Some(Acker {
             client: client.clone(),
             generation: generation.clone(),
-        };
-        let ingest = ingest.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            writer(ingest, queue_rx, Some(acker), shutdown).await;
-            let _ = done_tx.send(());
-        });
-    }
+        }),
+        &shutdown,
+    );
+    // The writers run until the reader closes their queues; then `done` fires.
+    let (done_tx, mut done_rx) = oneshot::channel::<()>();
+    let mut queue = Some(lanes);
+    let mut done_tx = Some(done_tx);
     let filters = parc_protocol::server_filters(mqtt.shared_group.as_deref());
-    let mut queue = Some(queue);
     let mut backoff = Duration::from_millis(500);
     let stop = shutdown.clone().wait();
     tokio::pin!(stop);
     loop {
         let event = tokio::select! {
             () = &mut stop, if queue.is_some() => {
-                // Stop taking new messages; keep polling so the writer's last acks go out.
-                queue = None;
+                // Stop taking new messages; keep polling so the writers' last acks go out.
+                stop_reading(&mut queue, &mut done_tx);
                 continue;
             }
             _ = &mut done_rx => break,
@@ -519,7 +657,7 @@ pub async fn run_external(
                 ingest.metrics.mqtt_connected.set(1);
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
-                let Some(q) = &queue else { continue };
+                let Some(lanes) = &mut queue else { continue };
                 let payload: Bytes = publish.payload.clone();
                 let topic = String::from_utf8_lossy(&publish.topic).into_owned();
                 let item = match prepare(&ingest, &topic, &payload).await {
@@ -536,18 +674,8 @@ pub async fn run_external(
                     publish: ack_publish,
                     generation: generation.load(Ordering::Acquire),
                 };
-                ingest
-                    .metrics
-                    .queue_depth
-                    .set((ingest.options.queue_capacity - q.capacity()) as i64);
-                if q.send(Pending {
-                    item,
-                    ack: Some(ack),
-                })
-                .await
-                .is_err()
-                {
-                    queue = None;
+                if !lanes.send(item, Some(ack)).await {
+                    stop_reading(&mut queue, &mut done_tx);
                 }
             }
             Ok(_) => {}
@@ -562,7 +690,7 @@ pub async fn run_external(
                 let jitter = Duration::from_millis(u64::from(rand_u16()) % 250);
                 tokio::select! {
                     () = tokio::time::sleep(backoff + jitter) => {}
-                    () = shutdown.clone().wait() => { queue = None; }
+                    () = shutdown.clone().wait() => { stop_reading(&mut queue, &mut done_tx); }
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(30));
             }
@@ -583,6 +711,17 @@ pub async fn run_external(
     Ok(())
 }
 
+/// Closes the writers' queues: they commit and acknowledge what they hold, then `done`
+/// fires (the reader keeps polling meanwhile so those acks reach the broker).
+fn stop_reading(queue: &mut Option<Lanes>, done: &mut Option<oneshot::Sender<()>>) {
+    if let (Some(lanes), Some(done)) = (queue.take(), done.take()) {
+        tokio::spawn(async move {
+            lanes.close().await;
+            let _ = done.send(());
+        });
+    }
+}
+
 fn rand_u16() -> u16 {
     let mut b = [0u8; 2];
     let _ = getrandom::fill(&mut b);
@@ -592,6 +731,39 @@ fn rand_u16() -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn acks_of_a_later_batch_wait_for_the_earlier_one() {
+        let mut order = InOrder::default();
+        // Writer 2 commits messages 1 and 3 before writer 1 commits 0 and 2.
+        assert!(order.push(vec![(1, Some("b")), (3, Some("d"))]).is_empty());
+        assert_eq!(
+            order.push(vec![(0, Some("a")), (2, Some("c"))]),
+            ["a", "b", "c", "d"]
+        );
+        // A message with nothing to acknowledge still counts for the order.
+        assert!(order.push(vec![(5, Some("f"))]).is_empty());
+        assert_eq!(order.push(vec![(4, None)]), ["f"]);
+    }
+
+    #[test]
+    fn a_device_always_goes_to_the_same_writer_and_devices_spread() {
+        let lanes: Vec<usize> = (0..1000)
+            .map(|i| lane_of(&format!("d-{i:04}"), 2))
+            .collect();
+        let first = lanes.iter().filter(|&&l| l == 0).count();
+        assert!((350..=650).contains(&first), "{first} of 1000 in lane 0");
+        assert_eq!(lane_of("d-0042", 2), lane_of("d-0042", 2));
+        assert_eq!(lane_of("anything", 1), 0);
+    }
+
+    #[test]
+    fn writers_default_to_one_on_sqlite_and_two_on_postgres() {
+        use crate::store::Engine;
+        assert_eq!(writers_for(0, Engine::Sqlite), 1);
+        assert_eq!(writers_for(0, Engine::Postgres), 2);
+        assert_eq!(writers_for(3, Engine::Sqlite), 3);
+    }
 
     #[test]
     fn broker_urls_parse_with_default_ports() {

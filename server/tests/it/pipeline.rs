@@ -44,7 +44,17 @@ impl Running {
 
 /// Starts a server on `db`; with `mosquitto`, through it, else with the embedded broker.
 pub async fn start(db: TestDb, mosquitto: Option<Mosquitto>) -> Running {
+    start_with_writers(db, mosquitto, 0).await
+}
+
+/// [`start`] with `ingest.writers` set (0: the engine's default).
+pub async fn start_with_writers(
+    db: TestDb,
+    mosquitto: Option<Mosquitto>,
+    writers: usize,
+) -> Running {
     let mut cfg = ServerConfig::defaults();
+    cfg.ingest.writers = writers;
     let mqtt_port = match &mosquitto {
         Some(m) => {
             cfg.mqtt.url = Some(m.url());
@@ -318,9 +328,20 @@ async fn readiness_reports_the_database_and_broker_and_metrics_are_exposed() {
 /// stays in the broker's log).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_bigger_than_the_brokers_link_buffer_is_stored_whole() {
+    burst_is_stored_whole_and_once(0).await;
+}
+
+/// Several writers on SQLite take turns on its one write lock; each device's messages
+/// stay in one writer, and nothing is lost or stored twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_writers_on_sqlite_store_a_burst_whole_and_once() {
+    burst_is_stored_whole_and_once(3).await;
+}
+
+async fn burst_is_stored_whole_and_once(writers: usize) {
     const DEVICES: usize = 10;
     const EACH: usize = 300;
-    let server = start(TestDb::sqlite(), None).await;
+    let server = start_with_writers(TestDb::sqlite(), None, writers).await;
     let mut devices: Vec<TestDevice> = (0..DEVICES)
         .map(|n| TestDevice::new(&format!("d-burst-{n:02}"), 40 + n as u8))
         .collect();
@@ -347,5 +368,10 @@ async fn a_burst_bigger_than_the_brokers_link_buffer_is_stored_whole() {
         async move { store.counts().await.unwrap().health_samples == (DEVICES * EACH) as i64 }
     })
     .await;
+    assert_eq!(
+        server.metric("parc_ingest_duplicates_total ").await,
+        Some(0.0),
+        "a message stored twice"
+    );
     server.stop().await;
 }
