@@ -208,8 +208,14 @@ pub struct Usage {
     pub sites: Vec<SiteUsage>,
 }
 
-/// How old the fleet aggregate behind [`Store::fleet_overview`] may be.
+/// How old the fleet aggregate behind [`Store::fleet_overview`] may be before a
+/// request starts recomputing it (in the background: the request is answered from the
+/// previous aggregate).
 pub const OVERVIEW_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Past this age the aggregate is not shown while it is recomputed: the request waits
+/// (after a quiet night nobody should see yesterday's states, even for a moment).
+pub const OVERVIEW_MAX_STALE: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// One group of the fleet aggregate: where, under which lot, which model, which state,
 /// how many devices — and who may see them (site owner, its coordinator, lot holder).
@@ -233,6 +239,8 @@ pub(super) struct OverviewCache {
     computed: std::time::Instant,
     thresholds: StateThresholds,
     rows: std::sync::Arc<Vec<OverviewRow>>,
+    /// A background recompute is running.
+    refreshing: bool,
 }
 
 /// Whether `scope` may see a group (the same rule as [`Sql::scope`]; devices without a
@@ -474,8 +482,11 @@ fn fleet_device(r: &AnyRow) -> Result<FleetDevice, StoreError> {
 
 impl Store {
     /// Devices by state, overall and per authority, site, lot and model, within
-    /// `scope`. Reads an aggregate of the whole fleet recomputed at most every
-    /// [`OVERVIEW_MAX_AGE`] (one GROUP BY over every device), filtered here by scope.
+    /// `scope`. Reads an aggregate of the whole fleet (one GROUP BY over every device,
+    /// about a second at 100,000 devices), filtered here by scope. An aggregate older
+    /// than [`OVERVIEW_MAX_AGE`] is still answered while one request's background task
+    /// recomputes it, so no request waits for the GROUP BY but the first one and those
+    /// after [`OVERVIEW_MAX_STALE`] of silence.
     pub async fn fleet_overview(
         &self,
         scope: &Scope,
@@ -484,16 +495,44 @@ impl Store {
     ) -> Result<Overview, StoreError> {
         let rows = {
             let mut cache = self.overview_cache.lock().await;
-            match &*cache {
-                Some(c) if c.thresholds == *t && c.computed.elapsed() < OVERVIEW_MAX_AGE => {
+            match &mut *cache {
+                Some(c) if c.thresholds == *t && c.computed.elapsed() < OVERVIEW_MAX_STALE => {
+                    if c.computed.elapsed() >= OVERVIEW_MAX_AGE && !c.refreshing {
+                        c.refreshing = true;
+                        let store = self.clone();
+                        let t = *t;
+                        tokio::spawn(async move {
+                            let rows = store.overview_rows(&t, now).await;
+                            let mut cache = store.overview_cache.lock().await;
+                            match rows {
+                                Ok(rows) => {
+                                    *cache = Some(OverviewCache {
+                                        computed: std::time::Instant::now(),
+                                        thresholds: t,
+                                        rows: std::sync::Arc::new(rows),
+                                        refreshing: false,
+                                    })
+                                }
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "recomputing the fleet overview failed; a later request retries");
+                                    if let Some(c) = &mut *cache {
+                                        c.refreshing = false;
+                                    }
+                                }
+                            }
+                        });
+                    }
                     c.rows.clone()
                 }
                 _ => {
+                    // Holding the lock meanwhile: concurrent requests wait for this one
+                    // recompute instead of each running their own.
                     let rows = std::sync::Arc::new(self.overview_rows(t, now).await?);
                     *cache = Some(OverviewCache {
                         computed: std::time::Instant::now(),
                         thresholds: *t,
                         rows: rows.clone(),
+                        refreshing: false,
                     });
                     rows
                 }

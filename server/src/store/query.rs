@@ -11,7 +11,7 @@ use parc_protocol::DeviceId;
 use serde::Serialize;
 use sqlx::Row as _;
 
-use super::{Store, StoreError, from_ms, ms};
+use super::{Engine, Store, StoreError, from_ms, ms};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Counts {
@@ -90,6 +90,19 @@ fn avg(sum: f64, count: i64) -> Option<f64> {
 impl Store {
     async fn scalar(&self, sql: &'static str) -> Result<i64, StoreError> {
         Ok(sqlx::query(sql).fetch_one(&self.pool).await?.try_get(0)?)
+    }
+
+    /// Refreshes the planner's statistics after a bulk load (a benchmark's fill, a large
+    /// import). PostgreSQL's autovacuum would do it within minutes, but until then the
+    /// planner guesses the fleet's size and picks whole-table joins for the dashboard's
+    /// paged queries; SQLite gets `PRAGMA optimize`, which analyses only what needs it.
+    pub async fn analyze(&self) -> Result<(), StoreError> {
+        let sql = match self.engine {
+            Engine::Sqlite => "PRAGMA optimize",
+            Engine::Postgres => "ANALYZE",
+        };
+        sqlx::query(sql).execute(&self.pool).await?;
+        Ok(())
     }
 
     pub async fn counts(&self) -> Result<Counts, StoreError> {

@@ -46,6 +46,7 @@ pub fn line_chart(
             .x_labels(6)
             .y_labels(6)
             .x_label_formatter(&|d: &DateTime<Utc>| {
+                let d = crate::procurement::france_local_time(*d);
                 if span_hours >= 72 {
                     d.format("%d/%m").to_string()
                 } else if span_hours >= 12 {
@@ -108,7 +109,11 @@ mod tests {
             svg.contains("\n90.0\n</text>"),
             "y labels are drawn, with a decimal on a narrow range"
         );
-        assert!(svg.contains("10/10 08h"), "x labels are day/month hour");
+        // 08:00 UTC on 10 October is 10:00 in France (summer time).
+        assert!(
+            svg.contains("10/10 10h"),
+            "x labels are day/month hour, French time"
+        );
         assert!(line_chart("x", &[], (0.0, 100.0)).is_none());
         assert!(line_chart("x", &pts[..1], (0.0, 100.0)).is_some());
     }

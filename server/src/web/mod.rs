@@ -52,9 +52,12 @@ pub fn routes() -> Router<AppState> {
         .route("/live/overview", get(live_overview))
 }
 
-/// A date and time for the pages: UTC, said so.
+/// A date and time for the pages, in French wall-clock time (the schools' and the
+/// technicians' own; GTI/GTR deadlines are counted in it too).
 pub fn dt<T: Instant>(t: T) -> String {
-    t.instant().format("%d/%m/%Y %H:%M UTC").to_string()
+    crate::procurement::france_local_time(t.instant())
+        .format("%d/%m/%Y %H:%M")
+        .to_string()
 }
 
 /// A date and time however deeply the template borrowed it.
