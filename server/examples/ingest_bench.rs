@@ -1,5 +1,6 @@
-//! Ingest throughput of the server through an external Mosquitto, against a bare
-//! rumqttc subscriber's receive rate through the same broker in the same run.
+//! Ingest throughput of the server, against a bare rumqttc subscriber's receive rate
+//! through the same broker in the same run: through an external Mosquitto, and through
+//! the server's own embedded broker (`--broker`).
 //!
 //! Simulated devices (N of them, over P publisher connections) publish M sealed health
 //! reports at QoS 1. Phase A times how long a bare QoS 1 subscriber takes to receive
@@ -9,7 +10,8 @@
 //! exactly M messages were stored; phase C does B again with the bare subscriber also
 //! subscribed, so both rates come from the same run through the same broker. Each round
 //! repeats A, B and C; medians are reported. Every server run uses a fresh database, so
-//! nothing is ever deduplicated.
+//! nothing is ever deduplicated. With the embedded broker (which lives inside the
+//! server) there is no phase A, and every client logs in with a device's credentials.
 //!
 //! ```sh
 //! cargo build --release -p parc-server --examples --bin parc-server
@@ -48,6 +50,9 @@ struct Args {
     messages: usize,
     #[arg(long, value_enum, default_value_t = EngineArg::Both)]
     engine: EngineArg,
+    /// Through Mosquitto (phases A, B, C), the server's embedded broker (B, C), or both.
+    #[arg(long, value_enum, default_value_t = BrokerArg::Both)]
+    broker: BrokerArg,
     /// Publisher connections; each publishes for devices/publishers devices.
     #[arg(long, default_value_t = 4)]
     publishers: usize,
@@ -76,6 +81,9 @@ struct Args {
     /// `ingest.queue_capacity` for the server (default: the server's default).
     #[arg(long)]
     queue_capacity: Option<usize>,
+    /// `ingest.writers` for the server (default: the server's default, 0 = automatic).
+    #[arg(long)]
+    writers: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -83,6 +91,25 @@ enum EngineArg {
     Sqlite,
     Postgres,
     Both,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BrokerArg {
+    Mosquitto,
+    Embedded,
+    Both,
+}
+
+/// The MQTT password of every simulated device (the embedded broker checks it).
+const DEVICE_PASSWORD: &str = "ingest-bench-device-password";
+
+/// Where the publishers and the bare subscriber connect, and as whom.
+#[derive(Debug, Clone)]
+struct Target {
+    port: u16,
+    /// User name (a device id) for a broker that checks logins; the password is
+    /// [`DEVICE_PASSWORD`].
+    login: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -304,6 +331,13 @@ impl Mosquitto {
         format!("mqtt://127.0.0.1:{}", self.port)
     }
 
+    fn target(&self) -> Target {
+        Target {
+            port: self.port,
+            login: None,
+        }
+    }
+
     fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -495,6 +529,14 @@ fn mqtt_options(client_id: &str, port: u16) -> MqttOptions {
     opts
 }
 
+fn target_options(client_id: &str, target: &Target) -> MqttOptions {
+    let mut opts = mqtt_options(client_id, target.port);
+    if let Some(user) = &target.login {
+        opts.set_credentials(user.clone(), DEVICE_PASSWORD);
+    }
+    opts
+}
+
 /// Polls until the broker accepted the connection.
 async fn connected(eventloop: &mut EventLoop, who: &str) -> Result<()> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -517,12 +559,16 @@ struct Publisher {
     frames: Vec<Frame>,
 }
 
-async fn connect_publishers(port: u16, w: &Workload, inflight: u16) -> Result<Vec<Publisher>> {
+async fn connect_publishers(
+    target: &Target,
+    w: &Workload,
+    inflight: u16,
+) -> Result<Vec<Publisher>> {
     let tag = hex::encode(random::<4>()?);
     let mut out = Vec::new();
     for (i, frames) in w.per_publisher.iter().enumerate() {
         let name = format!("bench-pub-{tag}-{i}");
-        let mut opts = mqtt_options(&name, port);
+        let mut opts = target_options(&name, target);
         opts.set_inflight(inflight);
         let (client, mut eventloop) = AsyncClient::new(opts, 2 * usize::from(inflight) + 16);
         connected(&mut eventloop, &name).await?;
@@ -597,11 +643,11 @@ struct Baseline {
 /// A bare QoS 1 subscriber to every device's health topic, subscribed (SUBACK received)
 /// when this returns; its task ends with the time it had received `total` messages.
 async fn start_subscriber(
-    port: u16,
+    target: &Target,
     total: usize,
 ) -> Result<tokio::task::JoinHandle<Result<Instant>>> {
     let name = format!("bench-sub-{}", hex::encode(random::<4>()?));
-    let mut opts = mqtt_options(&name, port);
+    let mut opts = target_options(&name, target);
     opts.set_clean_session(true);
     let (client, mut eventloop) = AsyncClient::new(opts, 16);
     connected(&mut eventloop, &name).await?;
@@ -642,8 +688,9 @@ async fn start_subscriber(
 
 /// Phase A: a bare QoS 1 subscriber's receive rate, alone on the broker.
 async fn baseline(m: &Mosquitto, w: &Workload, args: &Args, t: Ticks) -> Result<Baseline> {
-    let subscriber = start_subscriber(m.port, w.total).await?;
-    let publishers = connect_publishers(m.port, w, args.inflight).await?;
+    let target = m.target();
+    let subscriber = start_subscriber(&target, w.total).await?;
+    let publishers = connect_publishers(&target, w, args.inflight).await?;
     let cpu = CpuMeter::start(&[m.pid().to_string(), "self".into()])?;
     let t0 = Instant::now();
     publish_all(publishers).await?;
@@ -737,10 +784,11 @@ impl Drop for Server {
     }
 }
 
-/// Phase B on a fresh database of `engine`.
+/// Phase B (or C) on a fresh database of `engine`, through Mosquitto `m` or, without
+/// one, the server's embedded broker.
 async fn ingest(
     engine: Engine,
-    m: &Mosquitto,
+    m: Option<&Mosquitto>,
     w: &Workload,
     args: &Args,
     server_bin: &Path,
@@ -771,7 +819,7 @@ async fn ingest(
 async fn ingest_on(
     url: &str,
     dir: &Path,
-    m: &Mosquitto,
+    m: Option<&Mosquitto>,
     w: &Workload,
     args: &Args,
     server_bin: &Path,
@@ -793,7 +841,7 @@ async fn ingest_on(
                     product_name: None,
                     hostname: None,
                     agent_version: None,
-                    mqtt_password_sha256: None,
+                    mqtt_password_sha256: Some(parc_server::enroll::sha256_hex(DEVICE_PASSWORD)),
                     mosquitto_password_line: None,
                 },
                 now,
@@ -805,8 +853,16 @@ async fn ingest_on(
     let mut cfg = ServerConfig::defaults();
     let http: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
     cfg.http.listen = http;
-    cfg.mqtt.listen = format!("127.0.0.1:{}", free_port()?).parse()?;
-    cfg.mqtt.url = Some(m.url());
+    let mqtt_port = free_port()?;
+    cfg.mqtt.listen = format!("127.0.0.1:{mqtt_port}").parse()?;
+    cfg.mqtt.url = m.map(Mosquitto::url);
+    let target = match m {
+        Some(m) => m.target(),
+        None => Target {
+            port: mqtt_port,
+            login: Some(w.devices[0].id.as_str().to_string()),
+        },
+    };
     cfg.mqtt.client_id = format!("parc-bench-{}", hex::encode(random::<4>()?));
     cfg.database.url = Some(url.to_string());
     cfg.storage.data_dir = dir.join("data");
@@ -818,6 +874,9 @@ async fn ingest_on(
     }
     if let Some(v) = args.queue_capacity {
         cfg.ingest.queue_capacity = v;
+    }
+    if let Some(v) = args.writers {
+        cfg.ingest.writers = v;
     }
     let config = dir.join("server.toml");
     std::fs::write(&config, cfg.to_toml()).context("writing the server config")?;
@@ -868,13 +927,15 @@ async fn ingest_on(
     // Phase C: the bare subscriber takes the same messages through the same broker
     // while the server ingests them.
     let subscriber = if with_subscriber {
-        Some(start_subscriber(m.port, w.total).await?)
+        Some(start_subscriber(&target, w.total).await?)
     } else {
         None
     };
-    let publishers = connect_publishers(m.port, w, args.inflight).await?;
+    let publishers = connect_publishers(&target, w, args.inflight).await?;
     let rss = RssSampler::start(pid);
-    let cpu = CpuMeter::start(&[pid.to_string(), m.pid().to_string(), "self".into()])?;
+    // The embedded broker's CPU is the server's own.
+    let broker_pid = m.map_or(pid, Mosquitto::pid);
+    let cpu = CpuMeter::start(&[pid.to_string(), broker_pid.to_string(), "self".into()])?;
     let t0 = Instant::now();
     let publishing = tokio::spawn(publish_all(publishers));
     let waited = wait_stored(http, w.total, &mut server, &server_log).await;
@@ -904,7 +965,11 @@ async fn ingest_on(
         rate: w.total as f64 / (done - t0).as_secs_f64(),
         subscriber_rate,
         server_cpu: cpus.processes[0],
-        mosquitto_cpu: cpus.processes[1],
+        mosquitto_cpu: if m.is_some() {
+            cpus.processes[1]
+        } else {
+            f64::NAN
+        },
         bench_cpu: cpus.processes[2],
         postgres_cpu: cpus.postgres,
         machine_cpu: cpus.machine,
@@ -915,7 +980,9 @@ async fn ingest_on(
         duplicates: metric(&body, "parc_ingest_duplicates_total"),
     };
     server.terminate()?;
-    forget_session(m.port, &cfg.mqtt.client_id).await?;
+    if let Some(m) = m {
+        forget_session(m.port, &cfg.mqtt.client_id).await?;
+    }
 
     let c = store.counts().await.context("counting stored rows")?;
     store.close().await;
@@ -1052,6 +1119,7 @@ async fn main() -> Result<()> {
             .unwrap_or(defaults.batch_max_messages),
         args.batch_max_wait_ms.unwrap_or(defaults.batch_max_wait_ms),
         args.queue_capacity.unwrap_or(defaults.queue_capacity),
+        args.writers.unwrap_or(defaults.writers),
     );
 
     let sealing = Instant::now();
@@ -1065,60 +1133,89 @@ async fn main() -> Result<()> {
         w.payload_bytes.1,
         w.payload_bytes.2
     );
-    let mosquitto = Mosquitto::start()?;
+    let brokers: Vec<bool> = match args.broker {
+        BrokerArg::Mosquitto => vec![true],
+        BrokerArg::Embedded => vec![false],
+        BrokerArg::Both => vec![true, false],
+    };
+    let mosquitto = if brokers.contains(&true) {
+        Some(Mosquitto::start()?)
+    } else {
+        None
+    };
+    let broker_name = |mosq: bool| if mosq { "Mosquitto" } else { "embedded" };
     let load_before = load_average();
 
     let mut baselines: Vec<Baseline> = Vec::new();
-    // (engine, round, together with the bare subscriber?, result)
-    let mut runs: Vec<(Engine, usize, bool, Result<Ingested>)> = Vec::new();
+    // (through Mosquitto?, engine, round, together with the bare subscriber?, result)
+    let mut runs: Vec<(bool, Engine, usize, bool, Result<Ingested>)> = Vec::new();
     for round in 1..=args.rounds {
-        let b = baseline(&mosquitto, &w, &args, t)
-            .await
-            .with_context(|| format!("round {round}: baseline"))?;
-        eprintln!(
-            "round {round}: A bare subscriber alone {:.0} msg/s; CPU % of one core: mosquitto {:.0}, \
-             bench {:.0}, machine {:.0}",
-            b.rate, b.mosquitto_cpu, b.bench_cpu, b.machine_cpu
-        );
-        for &engine in &engines {
-            for together in [false, true] {
-                let r = ingest(engine, &mosquitto, &w, &args, &server_bin, t, together).await;
-                let phase = if together {
-                    "C server + bare subscriber"
-                } else {
-                    "B server alone"
-                };
-                match &r {
-                    Ok(i) => eprintln!(
-                        "round {round}: {phase}, {}: ingest {:.0} msg/s{}; peak RSS {:.1} MiB \
-                         (VmHWM {:.1}); CPU % of one core: server {:.0}, postgres {:.0}, \
-                         mosquitto {:.0}, bench {:.0}, machine {:.0}; mean batch {:.0}, \
-                         mean commit {:.1} ms, duplicates {}; stored == {} OK",
-                        engine.name(),
-                        i.rate,
-                        match i.subscriber_rate {
-                            Some(sr) =>
-                                format!(", bare subscriber {sr:.0} msg/s, ratio {:.2}", i.rate / sr),
-                            None => format!(", ratio to A {:.2}", i.rate / b.rate),
-                        },
-                        i.peak_rss_mib,
-                        i.hwm_mib,
-                        i.server_cpu,
-                        i.postgres_cpu,
-                        i.mosquitto_cpu,
-                        i.bench_cpu,
-                        i.machine_cpu,
-                        i.mean_batch,
-                        i.mean_commit_ms,
-                        i.duplicates,
-                        w.total
-                    ),
-                    Err(e) => eprintln!("round {round}: {phase}, {} FAILED: {e:#}", engine.name()),
+        let b = match &mosquitto {
+            Some(m) => {
+                let b = baseline(m, &w, &args, t)
+                    .await
+                    .with_context(|| format!("round {round}: baseline"))?;
+                eprintln!(
+                    "round {round}: A bare subscriber alone {:.0} msg/s; CPU % of one core: mosquitto {:.0}, \
+                     bench {:.0}, machine {:.0}",
+                    b.rate, b.mosquitto_cpu, b.bench_cpu, b.machine_cpu
+                );
+                Some(b)
+            }
+            None => None,
+        };
+        for &mosq in &brokers {
+            let m = if mosq { mosquitto.as_ref() } else { None };
+            for &engine in &engines {
+                for together in [false, true] {
+                    let r = ingest(engine, m, &w, &args, &server_bin, t, together).await;
+                    let phase = if together {
+                        "C server + bare subscriber"
+                    } else {
+                        "B server alone"
+                    };
+                    let broker = broker_name(mosq);
+                    match &r {
+                        Ok(i) => eprintln!(
+                            "round {round}: {phase}, {broker}, {}: ingest {:.0} msg/s{}; peak RSS {:.1} MiB \
+                             (VmHWM {:.1}); CPU % of one core: server {:.0}, postgres {:.0}, \
+                             mosquitto {:.0}, bench {:.0}, machine {:.0}; mean batch {:.0}, \
+                             mean commit {:.1} ms, duplicates {}; stored == {} OK",
+                            engine.name(),
+                            i.rate,
+                            match (i.subscriber_rate, &b) {
+                                (Some(sr), _) => format!(
+                                    ", bare subscriber {sr:.0} msg/s, ratio {:.2}",
+                                    i.rate / sr
+                                ),
+                                (None, Some(b)) if mosq =>
+                                    format!(", ratio to A {:.2}", i.rate / b.rate),
+                                (None, _) => String::new(),
+                            },
+                            i.peak_rss_mib,
+                            i.hwm_mib,
+                            i.server_cpu,
+                            i.postgres_cpu,
+                            i.mosquitto_cpu,
+                            i.bench_cpu,
+                            i.machine_cpu,
+                            i.mean_batch,
+                            i.mean_commit_ms,
+                            i.duplicates,
+                            w.total
+                        ),
+                        Err(e) => eprintln!(
+                            "round {round}: {phase}, {broker}, {} FAILED: {e:#}",
+                            engine.name()
+                        ),
+                    }
+                    runs.push((mosq, engine, round, together, r));
                 }
-                runs.push((engine, round, together, r));
             }
         }
-        baselines.push(b);
+        if let Some(b) = b {
+            baselines.push(b);
+        }
     }
     let load_after = load_average();
 
@@ -1127,7 +1224,8 @@ async fn main() -> Result<()> {
     println!(
         "{} health messages (payload mean {} bytes) from {} devices over {} QoS 1 \
          connections (in-flight {}); ingest batch_max_messages = {}, batch_max_wait_ms = {}, \
-         queue_capacity = {}; medians of {} rounds; 1-min load average {} before, {} after.\n",
+         queue_capacity = {}, writers = {} (0: automatic, 1 on SQLite, 2 on PostgreSQL); \
+         medians of {} rounds; 1-min load average {} before, {} after.\n",
         w.total,
         w.payload_bytes.1,
         args.devices,
@@ -1136,81 +1234,98 @@ async fn main() -> Result<()> {
         ingest_cfg.0,
         ingest_cfg.1,
         ingest_cfg.2,
+        ingest_cfg.3,
         args.rounds,
         load_before,
         load_after
     );
     println!(
-        "| engine | A: bare subscriber alone msg/s | B: server alone msg/s | B/A | C: server msg/s | C: bare subscriber msg/s (same run) | **C ratio** | server CPU % (C) | server peak RSS MiB (C) | postgres CPU % (C) | machine CPU % (C) |"
+        "| broker | engine | A: bare subscriber alone msg/s | B: server alone msg/s | B/A | C: server msg/s | C: bare subscriber msg/s (same run) | **C ratio** | server CPU % (C) | server peak RSS MiB (C) | postgres CPU % (C) | machine CPU % (C) |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
-    let base = median(baselines.iter().map(|b| b.rate).collect());
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let base = if baselines.is_empty() {
+        None
+    } else {
+        Some(median(baselines.iter().map(|b| b.rate).collect()))
+    };
     let mut failed = false;
-    for &engine in &engines {
-        let ok = |together: bool| -> Vec<(usize, &Ingested)> {
-            runs.iter()
-                .filter(|(e, _, t, _)| *e == engine && *t == together)
-                .filter_map(|(_, round, _, r)| r.as_ref().ok().map(|i| (*round, i)))
-                .collect()
-        };
-        let (alone, same) = (ok(false), ok(true));
-        let failures = 2 * args.rounds - alone.len() - same.len();
-        failed |= failures > 0;
-        let med = |v: &[(usize, &Ingested)], f: &dyn Fn(&Ingested) -> f64| -> String {
-            if v.is_empty() {
-                "failed".into()
+    for &mosq in &brokers {
+        for &engine in &engines {
+            let ok = |together: bool| -> Vec<(usize, &Ingested)> {
+                runs.iter()
+                    .filter(|(b, e, _, t, _)| *b == mosq && *e == engine && *t == together)
+                    .filter_map(|(_, _, round, _, r)| r.as_ref().ok().map(|i| (*round, i)))
+                    .collect()
+            };
+            let (alone, same) = (ok(false), ok(true));
+            let failures = 2 * args.rounds - alone.len() - same.len();
+            failed |= failures > 0;
+            let med = |v: &[(usize, &Ingested)], f: &dyn Fn(&Ingested) -> f64| -> String {
+                if v.is_empty() {
+                    "failed".into()
+                } else {
+                    let m = median(v.iter().map(|(_, i)| f(i)).collect());
+                    if m.is_nan() {
+                        "–".into()
+                    } else {
+                        format!("{m:.0}")
+                    }
+                }
+            };
+            let (base_cell, ratio_b) = match (mosq, base) {
+                (true, Some(base)) if !alone.is_empty() => (
+                    format!("{base:.0}"),
+                    format!(
+                        "{:.2}",
+                        median(
+                            alone
+                                .iter()
+                                .map(|(r, i)| i.rate / baselines[r - 1].rate)
+                                .collect()
+                        )
+                    ),
+                ),
+                _ => ("–".into(), "–".into()),
+            };
+            let ratio_c = if same.is_empty() {
+                "–".into()
             } else {
-                format!("{:.0}", median(v.iter().map(|(_, i)| f(i)).collect()))
-            }
-        };
-        let ratio_b = if alone.is_empty() {
-            "–".into()
-        } else {
-            format!(
-                "{:.2}",
-                median(
-                    alone
-                        .iter()
-                        .map(|(r, i)| i.rate / baselines[r - 1].rate)
-                        .collect()
+                format!(
+                    "{:.2}",
+                    median(
+                        same.iter()
+                            .filter_map(|(_, i)| i.subscriber_rate.map(|s| i.rate / s))
+                            .collect()
+                    )
                 )
-            )
-        };
-        let ratio_c = if same.is_empty() {
-            "–".into()
-        } else {
-            format!(
-                "{:.2}",
-                median(
-                    same.iter()
-                        .filter_map(|(_, i)| i.subscriber_rate.map(|s| i.rate / s))
-                        .collect()
-                )
-            )
-        };
-        println!(
-            "| {} | {base:.0} | {} | {ratio_b} | {} | {} | **{ratio_c}** | {} | {} | {} | {} |{}",
-            engine.name(),
-            med(&alone, &|i| i.rate),
-            med(&same, &|i| i.rate),
-            med(&same, &|i| i.subscriber_rate.unwrap_or(f64::NAN)),
-            med(&same, &|i| i.server_cpu),
-            med(&same, &|i| i.peak_rss_mib),
-            med(&same, &|i| i.postgres_cpu),
-            med(&same, &|i| i.machine_cpu),
-            if failures > 0 {
-                format!(" ({failures} run(s) failed)")
-            } else {
-                String::new()
-            }
-        );
+            };
+            println!(
+                "| {} | {} | {base_cell} | {} | {ratio_b} | {} | {} | **{ratio_c}** | {} | {} | {} | {} |{}",
+                broker_name(mosq),
+                engine.name(),
+                med(&alone, &|i| i.rate),
+                med(&same, &|i| i.rate),
+                med(&same, &|i| i.subscriber_rate.unwrap_or(f64::NAN)),
+                med(&same, &|i| i.server_cpu),
+                med(&same, &|i| i.peak_rss_mib),
+                med(&same, &|i| i.postgres_cpu),
+                med(&same, &|i| i.machine_cpu),
+                if failures > 0 {
+                    format!(" ({failures} run(s) failed)")
+                } else {
+                    String::new()
+                }
+            );
+        }
     }
     println!(
-        "\nA: the bare rumqttc subscriber alone. B: the server alone (fresh database). C: the \
+        "\nA: the bare rumqttc subscriber alone (Mosquitto only: the embedded broker lives in \
+         the server). B: the server alone (fresh database). C: the \
          server and the bare subscriber both subscribed while the same publishers run; each \
          rate = messages / time until it had received (subscriber) or durably stored (server) \
          all of them. Ratios are medians over rounds of per-round ratios. CPU %: of one core; \
-         postgres = all `postgres` processes; machine = every process (at most {:.0}).",
+         postgres = all `postgres` processes; machine = every process (at most {:.0}). With \
+         the embedded broker the server's CPU includes the broker's.",
         t.cores * 100.0
     );
     ensure!(!failed, "some rounds failed (see above)");
