@@ -160,12 +160,45 @@ pub(crate) async fn change_status(
     body: Result<Json<StatusChange>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<TicketDetail>, ApiError> {
     let Json(change) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let ticket = find(&s, &p, &reference).await?;
+    apply_status_change(&s, &p, &reference, &change.status, change.note.as_deref()).await?;
+    one(State(s), p, Path(reference)).await
+}
+
+/// The statuses `p` may move a ticket in `from` to (none for a read-only role): what the
+/// dashboard offers next to each ticket.
+pub(crate) fn next_statuses(p: &Principal, from: &str) -> Vec<Status> {
+    let Some(from) = Status::parse(from) else {
+        return Vec::new();
+    };
+    if !p.may_update_tickets() {
+        return Vec::new();
+    }
+    let actor = if p.role == Role::Holder {
+        Actor::Holder
+    } else {
+        Actor::Technician
+    };
+    Status::ALL
+        .into_iter()
+        .filter(|&to| check_transition(from, to, actor).is_ok())
+        .collect()
+}
+
+/// Moves ticket `reference`, as seen by `p`, to `to` (the API's and the dashboard's
+/// form's common path): scope, role, lifecycle and a concurrent change are all checked.
+pub(crate) async fn apply_status_change(
+    s: &AppState,
+    p: &Principal,
+    reference: &str,
+    to: &str,
+    note: Option<&str>,
+) -> Result<(), ApiError> {
+    let ticket = find(s, p, reference).await?;
     if !p.may_update_tickets() {
         return Err(forbidden());
     }
-    let to = Status::parse(&change.status)
-        .ok_or_else(|| ApiError::BadRequest(format!("unknown status {:?}", change.status)))?;
+    let to =
+        Status::parse(to).ok_or_else(|| ApiError::BadRequest(format!("unknown status {to:?}")))?;
     let t = &ticket.view.ticket;
     let from = Status::parse(&t.status).ok_or_else(|| {
         ApiError::BadRequest(format!("the ticket's status {:?} is unknown", t.status))
@@ -175,11 +208,7 @@ pub(crate) async fn change_status(
     } else {
         Actor::Technician
     };
-    let note = change
-        .note
-        .as_deref()
-        .map(str::trim)
-        .filter(|n| !n.is_empty());
+    let note = note.map(str::trim).filter(|n| !n.is_empty());
     if note.is_some_and(|n| n.len() > 2000) {
         return Err(ApiError::BadRequest(
             "`note` is longer than 2000 bytes".into(),
@@ -224,5 +253,5 @@ pub(crate) async fn change_status(
         s.web.dispatch_wakeup.notify_one();
     }
     tracing::info!(ticket = %reference, from = from.as_str(), to = to.as_str(), login = %p.login, "ticket status changed");
-    one(State(s), p, Path(reference)).await
+    Ok(())
 }

@@ -49,6 +49,10 @@ pub fn routes() -> Router<AppState> {
         .route("/reconciliation", get(reconciliation))
         .route("/lots", get(lots))
         .route("/tickets", get(tickets))
+        .route(
+            "/tickets/{reference}/status",
+            axum::routing::post(ticket_status),
+        )
         .route("/live/overview", get(live_overview))
 }
 
@@ -608,7 +612,7 @@ async fn device(
     .await
     .or_page(&session)?
     .iter()
-    .map(ticket_line)
+    .map(|b| ticket_line(b, &session.principal))
     .collect();
     Ok(DevicePage {
         t: &FR,
@@ -892,11 +896,17 @@ pub struct TicketLine {
     gtr: String,
     penalty: String,
     breached: bool,
+    /// (status, French label) the viewer may move it to; empty: read-only.
+    choices: Vec<(&'static str, &'static str)>,
 }
 
-fn ticket_line(b: &crate::http_tickets::BoardTicket) -> TicketLine {
+fn ticket_line(b: &crate::http_tickets::BoardTicket, p: &crate::auth::Principal) -> TicketLine {
     let t = &b.view.ticket;
     TicketLine {
+        choices: crate::http_tickets::next_statuses(p, &t.status)
+            .into_iter()
+            .map(|s| (s.as_str(), FR.ticket_status(s.as_str())))
+            .collect(),
         reference: t.reference.clone(),
         rule: t.rule_id.clone(),
         severity: t.severity.clone(),
@@ -947,6 +957,7 @@ struct TicketsPage {
     q_lot: String,
     q_holder: String,
     q_site: String,
+    csrf: String,
 }
 
 async fn tickets(
@@ -992,7 +1003,10 @@ async fn tickets(
             sites.insert(u.clone(), name.clone());
         }
     }
-    let rows: Vec<TicketLine> = board.iter().map(ticket_line).collect();
+    let rows: Vec<TicketLine> = board
+        .iter()
+        .map(|b| ticket_line(b, &session.principal))
+        .collect();
     Ok(TicketsPage {
         t: &FR,
         user: UserView::of(&session),
@@ -1004,8 +1018,40 @@ async fn tickets(
         q_lot: q.lot,
         q_holder: q.holder,
         q_site: q.site,
+        csrf: session.csrf.clone(),
     }
     .into_response())
+}
+
+#[derive(Deserialize)]
+struct StatusForm {
+    csrf: String,
+    status: String,
+    #[serde(default)]
+    note: String,
+}
+
+/// The board's form: the same checks as `POST /api/v1/tickets/{ref}/status` (scope,
+/// role, lifecycle), then back to the board.
+async fn ticket_status(
+    State(state): State<AppState>,
+    session: WebSession,
+    Path(reference): Path<String>,
+    Form(f): Form<StatusForm>,
+) -> Result<Response, PageError> {
+    session.check_csrf(&f.csrf).or_page(&session)?;
+    crate::http_tickets::apply_status_change(
+        &state,
+        &session.principal,
+        &reference,
+        &f.status,
+        Some(f.note.as_str()),
+    )
+    .await
+    .or_page(&session)?;
+    let mut r = Redirect::to("/tickets").into_response();
+    *r.status_mut() = StatusCode::SEE_OTHER;
+    Ok(r)
 }
 
 // --- Lot scorecard --------------------------------------------------------------------

@@ -794,7 +794,113 @@ async fn a_holder_moves_its_own_tickets_and_cannot_reach_another_lots(store: Sto
     );
 }
 
+/// The CSRF token a logged-in page's forms carry.
+fn form_csrf(body: &str) -> String {
+    body.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_else(|| panic!("no csrf field in {body}"))
+        .to_string()
+}
+
+async fn the_board_moves_a_ticket_through_its_form_only_with_the_csrf_token(store: Store) {
+    let tokens = fixture(&store).await;
+    let addr = serve(store.clone()).await;
+    let mine = reference_of(&store, "d-valbois-lot2").await;
+    let login = browser_login(addr, "holder-mobil", PASSWORD).await;
+    assert_eq!(login.status, 303, "{}", login.body);
+    let cookie = session_cookie(&login)
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let board = request(addr, "GET", "/tickets", &[("Cookie", &cookie)], "").await;
+    assert_eq!(board.status, 200);
+    let action = format!("action=\"/tickets/{mine}/status\"");
+    assert!(board.body.contains(&action), "{}", board.body);
+    assert!(
+        board
+            .body
+            .contains("<option value=\"acknowledged\">pris en compte</option>"),
+        "{}",
+        board.body
+    );
+    assert!(
+        !board.body.contains("<option value=\"closed\">"),
+        "closing is the authority's, not offered to a holder"
+    );
+    let csrf = form_csrf(&board.body);
+    let post = |form: String| {
+        let cookie = cookie.clone();
+        let path = format!("/tickets/{mine}/status");
+        async move {
+            request(
+                addr,
+                "POST",
+                &path,
+                &[
+                    ("Cookie", &cookie),
+                    ("Content-Type", "application/x-www-form-urlencoded"),
+                ],
+                &form,
+            )
+            .await
+        }
+    };
+    let forged = post("csrf=forged&status=acknowledged".into()).await;
+    assert_eq!(
+        forged.status, 403,
+        "a form without the session's token is refused"
+    );
+    let r = post(format!(
+        "csrf={csrf}&status=acknowledged&note=passage+jeudi"
+    ))
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(r.header("location"), vec!["/tickets"]);
+    let token = tokens
+        .iter()
+        .find(|(l, _)| *l == "holder-mobil")
+        .unwrap()
+        .1
+        .clone();
+    let v = request(
+        addr,
+        "GET",
+        &format!("/api/v1/tickets/{mine}"),
+        &[("Authorization", &format!("Bearer {token}"))],
+        "",
+    )
+    .await
+    .json();
+    assert_eq!(v["status"], "acknowledged", "{v}");
+    let last = v["events"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["actor"], "contract holder (holder-mobil)");
+    assert_eq!(last["note"], "passage jeudi");
+    let again = post(format!("csrf={csrf}&status=new")).await;
+    assert_eq!(
+        again.status, 409,
+        "the lifecycle still applies: {}",
+        again.body
+    );
+
+    let viewer = browser_login(addr, "viewer", PASSWORD).await;
+    let cookie = session_cookie(&viewer)
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let board = request(addr, "GET", "/tickets", &[("Cookie", &cookie)], "").await;
+    assert_eq!(board.status, 200);
+    assert!(
+        !board.body.contains("/status\""),
+        "a viewer gets no form: {}",
+        board.body
+    );
+}
+
 on_both_engines!(
+    the_board_moves_a_ticket_through_its_form_only_with_the_csrf_token,
     a_holder_moves_its_own_tickets_and_cannot_reach_another_lots,
     every_api_route_answers_every_role_as_the_matrix_says,
     lists_hold_only_what_the_scope_allows,
