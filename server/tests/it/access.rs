@@ -803,19 +803,21 @@ fn form_csrf(body: &str) -> String {
         .to_string()
 }
 
+/// Logs `login` in through the form and opens the tickets board: (session cookie, page).
+async fn board_of(addr: SocketAddr, login: &str) -> (String, Resp) {
+    let r = browser_login(addr, login, PASSWORD).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let cookie = session_cookie(&r).split(';').next().unwrap().to_string();
+    let board = request(addr, "GET", "/tickets", &[("Cookie", &cookie)], "").await;
+    assert_eq!(board.status, 200);
+    (cookie, board)
+}
+
 async fn the_board_moves_a_ticket_through_its_form_only_with_the_csrf_token(store: Store) {
     let tokens = fixture(&store).await;
     let addr = serve(store.clone()).await;
     let mine = reference_of(&store, "d-valbois-lot2").await;
-    let login = browser_login(addr, "holder-mobil", PASSWORD).await;
-    assert_eq!(login.status, 303, "{}", login.body);
-    let cookie = session_cookie(&login)
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let board = request(addr, "GET", "/tickets", &[("Cookie", &cookie)], "").await;
-    assert_eq!(board.status, 200);
+    let (cookie, board) = board_of(addr, "holder-mobil").await;
     let action = format!("action=\"/tickets/{mine}/status\"");
     assert!(board.body.contains(&action), "{}", board.body);
     assert!(
@@ -884,14 +886,7 @@ async fn the_board_moves_a_ticket_through_its_form_only_with_the_csrf_token(stor
         again.body
     );
 
-    let viewer = browser_login(addr, "viewer", PASSWORD).await;
-    let cookie = session_cookie(&viewer)
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let board = request(addr, "GET", "/tickets", &[("Cookie", &cookie)], "").await;
-    assert_eq!(board.status, 200);
+    let (_, board) = board_of(addr, "viewer").await;
     assert!(
         !board.body.contains("/status\""),
         "a viewer gets no form: {}",
