@@ -243,6 +243,17 @@ pub(super) struct OverviewCache {
     refreshing: bool,
 }
 
+impl OverviewCache {
+    fn fresh(thresholds: StateThresholds, rows: std::sync::Arc<Vec<OverviewRow>>) -> Self {
+        Self {
+            computed: std::time::Instant::now(),
+            thresholds,
+            rows,
+            refreshing: false,
+        }
+    }
+}
+
 /// Whether `scope` may see a group (the same rule as [`Sql::scope`]; devices without a
 /// delivery only for `Scope::All`).
 fn row_in(scope: &Scope, r: &OverviewRow) -> bool {
@@ -506,12 +517,8 @@ impl Store {
                             let mut cache = store.overview_cache.lock().await;
                             match rows {
                                 Ok(rows) => {
-                                    *cache = Some(OverviewCache {
-                                        computed: std::time::Instant::now(),
-                                        thresholds: t,
-                                        rows: std::sync::Arc::new(rows),
-                                        refreshing: false,
-                                    })
+                                    *cache =
+                                        Some(OverviewCache::fresh(t, std::sync::Arc::new(rows)))
                                 }
                                 Err(e) => {
                                     tracing::warn!(error = %e, "recomputing the fleet overview failed; a later request retries");
@@ -528,12 +535,7 @@ impl Store {
                     // Holding the lock meanwhile: concurrent requests wait for this one
                     // recompute instead of each running their own.
                     let rows = std::sync::Arc::new(self.overview_rows(t, now).await?);
-                    *cache = Some(OverviewCache {
-                        computed: std::time::Instant::now(),
-                        thresholds: *t,
-                        rows: rows.clone(),
-                        refreshing: false,
-                    });
+                    *cache = Some(OverviewCache::fresh(*t, rows.clone()));
                     rows
                 }
             }

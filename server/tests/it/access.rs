@@ -501,15 +501,7 @@ pub async fn browser_login(addr: SocketAddr, login: &str, password: &str) -> Res
         .next()
         .unwrap()
         .to_string();
-    let csrf = page
-        .body
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
+    let csrf = form_csrf(&page.body);
     let form = format!(
         "login={login}&password={}&csrf={csrf}",
         password.replace(' ', "+")
@@ -573,15 +565,7 @@ async fn sessions_are_strict_httponly_cookies_and_forms_need_csrf(store: Store) 
     // The session works on the API; a write without the CSRF header is refused.
     let me = request(addr, "GET", "/api/v1/me", &[("Cookie", &cookie)], "").await;
     assert_eq!(me.json()["login"], "tech-valbois");
-    let csrf = page
-        .body
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
+    let csrf = form_csrf(&page.body);
     let no_csrf = request(
         addr,
         "POST",
