@@ -185,7 +185,17 @@ fn field<'a, T: Deserialize<'a>>(raw: Option<&'a RawValue>, name: &str) -> Resul
         path: name.to_string(),
         message: "missing field".into(),
     })?;
-    let mut de = serde_json::Deserializer::from_str(raw.get());
+    at_path(raw.get(), name)
+}
+
+/// Deserializes `text`; on failure, the error names the path inside `text` (prefixed by
+/// `name`). Tracking the path costs about as much as the parse itself, so it is only
+/// done again for the rare input that fails.
+fn at_path<'a, T: Deserialize<'a>>(text: &'a str, name: &str) -> Result<T, DecodeError> {
+    if let Ok(v) = serde_json::from_str(text) {
+        return Ok(v);
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
     serde_path_to_error::deserialize(&mut de).map_err(|e| DecodeError::from_json(e, name))
 }
 
@@ -251,10 +261,18 @@ impl Message {
         now: DateTime<Utc>,
         limits: &Limits,
     ) -> Result<Message, DecodeError> {
-        let mut de = serde_json::Deserializer::from_str(text);
-        let wire: WireIn<'_> =
-            serde_path_to_error::deserialize(&mut de).map_err(|e| DecodeError::from_json(e, ""))?;
-        de.end().map_err(|e| DecodeError::Syntax(e.to_string()))?;
+        // The plain parse first (it also refuses trailing bytes); the slower one that
+        // tracks paths only to describe a failure.
+        let wire: WireIn<'_> = match serde_json::from_str(text) {
+            Ok(wire) => wire,
+            Err(_) => {
+                let mut de = serde_json::Deserializer::from_str(text);
+                let wire = serde_path_to_error::deserialize(&mut de)
+                    .map_err(|e| DecodeError::from_json(e, ""))?;
+                de.end().map_err(|e| DecodeError::Syntax(e.to_string()))?;
+                wire
+            }
+        };
 
         let version: String = field(wire.schema_version, "schema_version")?;
         check_version(&version)?;

@@ -203,6 +203,11 @@ impl Prepared {
             Duration::from_secs(u64::from(self.config.retention.prune_interval_minutes) * 60),
             signal.clone(),
         ));
+        let checkpoint_task = {
+            let store = ingest.store.clone();
+            let stop = signal.clone().wait();
+            tokio::spawn(async move { store.run_checkpointer(stop).await })
+        };
         let refresh_task = tokio::spawn(refresh_latest_loop(
             ingest.clone(),
             Duration::from_secs(15),
@@ -226,6 +231,7 @@ impl Prepared {
             let ingest_result = ingest_task.await;
             let _ = prune_task.await;
             let _ = refresh_task.await;
+            let _ = checkpoint_task.await;
             let _ = rules_task.await;
             let _ = dispatch_task.await;
             if let Some(t) = announce_task {

@@ -37,7 +37,7 @@ use crate::tickets::{self, Queue, RouteInput, Status};
 pub const LEASE: &str = "maintenance";
 const LEASE_TTL_SECONDS: i64 = 30;
 /// Inbox samples per round (one transaction).
-const ROUND_SAMPLES: i64 = 500;
+const ROUND_SAMPLES: usize = 500;
 
 /// Queued ingest messages from which the rules wait (a default batch).
 const BACKLOG: i64 = 1000;
@@ -79,6 +79,8 @@ pub struct RoundOutcome {
     pub cleared: usize,
     pub tickets_opened: usize,
     pub deliveries_queued: usize,
+    /// Samples were left in the rules' queue for another round.
+    pub more: bool,
 }
 
 impl Maintenance {
@@ -127,7 +129,7 @@ impl Maintenance {
             if o.deliveries_queued > 0 {
                 self.dispatch_wakeup.notify_one();
             }
-            if o.samples < ROUND_SAMPLES as usize {
+            if !o.more {
                 return Ok(total);
             }
         }
@@ -148,10 +150,17 @@ impl Maintenance {
     /// One transaction's worth of samples.
     pub async fn round(&self, now: DateTime<Utc>) -> Result<RoundOutcome, StoreError> {
         let mut tx = self.store.begin_maintenance().await?;
-        let samples = tx.take_inbox(ROUND_SAMPLES).await?;
-        if samples.is_empty() {
-            return Ok(RoundOutcome::default());
+        let inbox = tx.take_inbox(ROUND_SAMPLES).await?;
+        if inbox.samples.is_empty() {
+            // Rows whose samples were all pruned meanwhile, or none.
+            tx.delete_inbox(&inbox).await?;
+            tx.commit().await?;
+            return Ok(RoundOutcome {
+                more: inbox.more,
+                ..RoundOutcome::default()
+            });
         }
+        let samples = &inbox.samples[..];
         let mut ids: Vec<String> = samples.iter().map(|s| s.device_id.clone()).collect();
         ids.dedup();
         let contexts = tx.device_contexts(&ids).await?;
@@ -160,7 +169,7 @@ impl Maintenance {
         let mut work = Work::new(self, now);
 
         let mut touched: BTreeSet<(String, String)> = BTreeSet::new();
-        for sample in &samples {
+        for sample in samples {
             let (Some(health), Some(ctx)) = (&sample.health, contexts.get(&sample.device_id))
             else {
                 continue;
@@ -219,11 +228,12 @@ impl Maintenance {
             .filter_map(|k| states.get(k).map(|s| (k.0.as_str(), k.1.as_str(), s)))
             .collect();
         tx.save_rule_states(&to_save, now).await?;
-        tx.delete_inbox(&samples).await?;
+        tx.delete_inbox(&inbox).await?;
         tx.commit().await?;
         self.metrics
             .rules_samples
             .inc_by(work.outcome.samples as u64);
+        work.outcome.more = inbox.more;
         Ok(work.outcome)
     }
 

@@ -203,6 +203,9 @@ impl Hourly {
 
 const HOUR_MS: i64 = 3_600_000;
 
+/// How stale a device's `last_seen_ms` may get while it reports.
+pub(crate) const LAST_SEEN_RESOLUTION_MS: i64 = 60_000;
+
 impl Store {
     /// Stores one batch atomically. `stale_before`: messages collected earlier are
     /// counted as stale and not stored.
@@ -237,7 +240,7 @@ impl Store {
             }
         }
 
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         // Health reports, the bulk of the traffic, are deduplicated by their own table's
         // primary key (one insert instead of two); the other kinds by `received`.
         let (health_msgs, keyed): (Vec<&Message>, Vec<&Message>) = accepted
@@ -277,19 +280,33 @@ impl Store {
             }
         }
         merge_hourly(&mut tx, engine, &health).await?;
-        // The rules judge each new sample exactly once: queue it in this transaction.
-        for chunk in health.chunks(ROWS_PER_STATEMENT) {
+        // The rules judge each new sample exactly once: queue it in this transaction,
+        // a row per slice (see migration 0007).
+        let slices: Vec<String> = health
+            .chunks(super::RULE_QUEUE_SLICE)
+            .map(|slice| {
+                let keys: Vec<(&str, &str, i64, i64)> = slice
+                    .iter()
+                    .map(|(m, _)| {
+                        (
+                            m.header.device_id.as_str(),
+                            m.header.epoch.as_str(),
+                            seq_i64(m.header.seq),
+                            ms(m.header.collected_at),
+                        )
+                    })
+                    .collect();
+                serde_json::to_string(&keys).expect("sample keys serialize")
+            })
+            .collect();
+        if !slices.is_empty() {
             let sql = format!(
-                "INSERT INTO rule_inbox (device_id, epoch, seq, collected_at_ms) VALUES {}",
-                placeholders(engine, chunk.len(), 4)
+                "INSERT INTO rule_queue (samples) VALUES {}",
+                placeholders(engine, slices.len(), 1)
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
-            for (m, _) in chunk {
-                q = q
-                    .bind(m.header.device_id.as_str().to_string())
-                    .bind(m.header.epoch.as_str().to_string())
-                    .bind(seq_i64(m.header.seq))
-                    .bind(ms(m.header.collected_at));
+            for s in slices {
+                q = q.bind(s);
             }
             q.execute(&mut *tx).await?;
         }
@@ -328,15 +345,20 @@ impl Store {
         let seen: BTreeSet<&str> = fresh.iter().map(|m| m.header.device_id.as_str()).collect();
         let seen: Vec<&str> = seen.into_iter().collect();
         for chunk in seen.chunks(ROWS_PER_STATEMENT) {
-            // The time, twice (`?` cannot be reused), then the ids.
-            let (t1, t2) = (param(engine, 1), param(engine, 2));
-            let ids: Vec<String> = (3..chunk.len() + 3).map(|n| param(engine, n)).collect();
+            // "Last seen" is kept to the minute: a device reporting every few seconds
+            // would otherwise rewrite its row (and the row's four index entries) in
+            // every batch. The time twice (`?` cannot be reused), the threshold, the ids.
+            let (t1, t2, t3) = (param(engine, 1), param(engine, 2), param(engine, 3));
+            let ids: Vec<String> = (4..chunk.len() + 4).map(|n| param(engine, n)).collect();
             let sql = format!(
                 "UPDATE devices SET last_seen_ms = {t1}, first_seen_ms = COALESCE(first_seen_ms, {t2}) \
-                 WHERE device_id IN ({})",
+                 WHERE (last_seen_ms IS NULL OR last_seen_ms <= {t3}) AND device_id IN ({})",
                 ids.join(", ")
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now_ms).bind(now_ms);
+            let mut q = sqlx::query(AssertSqlSafe(sql))
+                .bind(now_ms)
+                .bind(now_ms)
+                .bind(now_ms - LAST_SEEN_RESOLUTION_MS);
             for d in chunk {
                 q = q.bind(d.to_string());
             }
@@ -363,6 +385,7 @@ impl Store {
             q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
+        self.wal_written.notify_one();
         Ok(out)
     }
 }

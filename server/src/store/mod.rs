@@ -40,8 +40,8 @@ pub use query::{Counts, DeviceRow, HealthPoint, HourlyPoint, InventoryChangeRow,
 pub use releases::{AnnounceTarget, NewRelease, UpdateEventRow, VersionCount};
 pub use synthetic::{synthetic_device_id, synthetic_hostname, synthetic_serial};
 pub use tickets::{
-    DeliveryRow, DeviceContext, DueDelivery, HistoryColumn, InboxSample, LotContext, MaintenanceTx,
-    NewTicket, TicketEventRow, TicketRow, TicketScope,
+    DeliveryRow, DeviceContext, DueDelivery, HistoryColumn, Inbox, InboxSample, LotContext,
+    MaintenanceTx, NewTicket, TicketEventRow, TicketRow, TicketScope,
 };
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -139,6 +139,13 @@ pub struct NewDevice {
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// Where transactions that write run. On SQLite, one connection kept open: writes
+    /// queue for it in this process instead of sleeping in SQLite's busy handler, and
+    /// its page cache stays warm (a pool rotates through its connections, and each one's
+    /// cache is thrown away whenever another connection wrote). On PostgreSQL, `pool`.
+    writer: AnyPool,
+    /// Woken after each ingest commit on SQLite: see [`Store::run_checkpointer`].
+    wal_written: std::sync::Arc<tokio::sync::Notify>,
     engine: Engine,
     /// The dashboard's fleet aggregate (see `fleet.rs`), shared by every clone.
     overview_cache: std::sync::Arc<tokio::sync::Mutex<Option<fleet::OverviewCache>>>,
@@ -170,6 +177,49 @@ pub(crate) fn from_ms(v: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(v).unwrap_or_default()
 }
 
+/// New health samples per row of the rules' queue (migration 0007): a round of the rules
+/// takes whole rows.
+pub(crate) const RULE_QUEUE_SLICE: usize = 250;
+
+/// WAL pages after which a committing SQLite connection copies the WAL back into the
+/// database itself: SQLite's default for the readers' connections (which rarely write)…
+const SQLITE_AUTOCHECKPOINT: u32 = 1000;
+/// …and for the writer, a backstop well above what [`Store::run_checkpointer`] leaves
+/// behind (40 MiB of 4 KiB pages), so that the copy is normally done off its thread.
+const SQLITE_WRITER_AUTOCHECKPOINT: u32 = 10_000;
+
+/// Settings of every SQLite connection.
+async fn sqlite_pragmas(
+    conn: &mut sqlx::AnyConnection,
+    autocheckpoint: u32,
+) -> Result<(), sqlx::Error> {
+    // WAL lets dashboards read while the writer commits. FULL syncs the WAL at every
+    // commit: the ingest acknowledges a batch to the broker right after its commit, and
+    // with NORMAL a power cut (not a mere crash) could take back commits already
+    // acknowledged — lost for good. One fsync per batch of up to 1,000 messages is
+    // cheap. A 64 MiB page cache (SQLite's default is 2 MiB) keeps the upper levels of
+    // the samples' indexes in memory: each ingest batch touches pages all over four
+    // B-trees. Memory-mapped reads save a copy and a system call per page for the
+    // dashboards.
+    for pragma in [
+        "PRAGMA journal_mode = WAL",
+        "PRAGMA synchronous = FULL",
+        "PRAGMA busy_timeout = 10000",
+        "PRAGMA foreign_keys = ON",
+        "PRAGMA cache_size = -65536",
+        "PRAGMA mmap_size = 268435456",
+        "PRAGMA temp_store = MEMORY",
+    ] {
+        sqlx::query(pragma).execute(&mut *conn).await?;
+    }
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "PRAGMA wal_autocheckpoint = {autocheckpoint}"
+    )))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 impl Store {
     /// A transaction that will write. On SQLite it takes the write lock up front: a
     /// deferred transaction that reads first and then writes fails at once with
@@ -178,8 +228,8 @@ impl Store {
         &self,
     ) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
         Ok(match self.engine {
-            Engine::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Engine::Postgres => self.pool.begin().await?,
+            Engine::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Engine::Postgres => self.writer.begin().await?,
         })
     }
 
@@ -194,45 +244,47 @@ impl Store {
             }
             _ => url.to_string(),
         };
-        let mut options = AnyPoolOptions::new()
+        let options = AnyPoolOptions::new()
             .acquire_timeout(Duration::from_secs(10))
             .max_connections(match engine {
                 Engine::Sqlite => 4,
                 Engine::Postgres => 8,
             });
-        if engine == Engine::Sqlite {
-            options = options.after_connect(|conn, _meta| {
-                Box::pin(async move {
-                    // WAL lets dashboards read while the writer commits. FULL syncs the
-                    // WAL at every commit: the ingest acknowledges a batch to the broker
-                    // right after its commit, and with NORMAL a power cut (not a mere
-                    // crash) could take back commits already acknowledged — lost for
-                    // good. One fsync per batch of up to 1,000 messages is cheap.
-                    // A 64 MiB page cache (SQLite's default is 2 MiB) keeps the upper
-                    // levels of the samples' indexes in memory: each ingest batch touches
-                    // pages all over four B-trees. Memory-mapped reads save a copy and a
-                    // system call per page for the dashboards.
-                    for pragma in [
-                        "PRAGMA journal_mode = WAL",
-                        "PRAGMA synchronous = FULL",
-                        "PRAGMA busy_timeout = 10000",
-                        "PRAGMA foreign_keys = ON",
-                        "PRAGMA cache_size = -65536",
-                        "PRAGMA mmap_size = 268435456",
-                    ] {
-                        sqlx::query(pragma).execute(&mut *conn).await?;
-                    }
-                    Ok(())
-                })
-            });
+        let pool = match engine {
+            Engine::Sqlite => options.after_connect(|conn, _meta| {
+                Box::pin(async move { sqlite_pragmas(conn, SQLITE_AUTOCHECKPOINT).await })
+            }),
+            Engine::Postgres => options,
         }
-        let pool = options.connect(&url).await.map_err(StoreError::Connect)?;
+        .connect(&url)
+        .await
+        .map_err(StoreError::Connect)?;
         match engine {
             Engine::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Engine::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
+        let writer = match engine {
+            // Never closed for age: its warm page cache is the point. The long wait
+            // covers a prune or an import holding it for a while.
+            Engine::Sqlite => AnyPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(60))
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .after_connect(|conn, _meta| {
+                    Box::pin(
+                        async move { sqlite_pragmas(conn, SQLITE_WRITER_AUTOCHECKPOINT).await },
+                    )
+                })
+                .connect(&url)
+                .await
+                .map_err(StoreError::Connect)?,
+            Engine::Postgres => pool.clone(),
+        };
         Ok(Self {
             pool,
+            writer,
+            wal_written: Default::default(),
             engine,
             overview_cache: Default::default(),
         })
@@ -282,7 +334,36 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        self.writer.close().await;
         self.pool.close().await;
+    }
+
+    /// Copies committed SQLite WAL pages back into the database file, on a connection
+    /// of its own (so on another thread than the writer), after each ingest commit and
+    /// at least every second, until `shutdown`. Without it the writer does this copy
+    /// (and its fsync) itself inside a commit once the WAL passes
+    /// [`SQLITE_WRITER_AUTOCHECKPOINT`] pages: tools that use the store without a
+    /// server stay bounded. Returns at once on PostgreSQL.
+    pub async fn run_checkpointer(&self, shutdown: impl std::future::Future<Output = ()>) {
+        if self.engine != Engine::Sqlite {
+            return;
+        }
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = self.wal_written.notified() => {}
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            // PASSIVE: never waits for the writer or readers; what it cannot copy yet,
+            // the next round will.
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&self.pool)
+                .await
+            {
+                tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
+            }
+        }
     }
 
     /// Records an enrolled device, or gives a known one a new key (re-enrolment).

@@ -33,6 +33,17 @@ pub struct InboxSample {
     pub health: Option<Health>,
 }
 
+/// What [`MaintenanceTx::take_inbox`] took from the rules' queue.
+#[derive(Debug, Default)]
+pub struct Inbox {
+    /// By device, then collection time.
+    pub samples: Vec<InboxSample>,
+    /// The queue rows they came from, deleted by [`MaintenanceTx::delete_inbox`].
+    rows: Vec<i64>,
+    /// More rows wait in the queue.
+    pub more: bool,
+}
+
 /// The lot a device was delivered under, with what routing and deadlines need.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LotContext {
@@ -798,54 +809,81 @@ impl MaintenanceTx {
         Ok(())
     }
 
-    /// Up to `limit` samples from the inbox, by device then collection time.
-    pub async fn take_inbox(&mut self, limit: i64) -> Result<Vec<InboxSample>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT i.device_id, i.epoch, i.seq, i.collected_at_ms, h.body FROM rule_inbox i \
-             LEFT JOIN health_samples h ON h.device_id = i.device_id AND h.epoch = i.epoch \
-             AND h.seq = i.seq ORDER BY i.device_id, i.collected_at_ms, i.seq LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let device_id: String = r.try_get(0)?;
-                let body: Option<String> = r.try_get(4)?;
-                let health = body
-                    .map(|b| {
-                        serde_json::from_str::<Health>(&b).map_err(|e| StoreError::Corrupt {
-                            what: format!("health sample of {device_id}"),
-                            message: e.to_string(),
-                        })
-                    })
-                    .transpose()?;
-                Ok(InboxSample {
-                    epoch: r.try_get(1)?,
-                    seq: r.try_get(2)?,
-                    collected_at: from_ms(r.try_get(3)?),
-                    health,
-                    device_id,
-                })
-            })
-            .collect()
-    }
-
-    pub async fn delete_inbox(&mut self, samples: &[InboxSample]) -> Result<(), StoreError> {
-        for chunk in samples.chunks(300) {
+    /// The oldest rows of the rules' queue, about `max_samples` samples (whole rows, at
+    /// least one), with their health bodies.
+    pub async fn take_inbox(&mut self, max_samples: usize) -> Result<Inbox, StoreError> {
+        let want = (max_samples / super::RULE_QUEUE_SLICE).max(1);
+        let rows = sqlx::query("SELECT id, samples FROM rule_queue ORDER BY id LIMIT $1")
+            .bind(want as i64 + 1)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        let mut inbox = Inbox {
+            more: rows.len() > want,
+            ..Inbox::default()
+        };
+        let mut keys: Vec<(String, String, i64, i64)> = Vec::new();
+        for r in rows.iter().take(want) {
+            let id: i64 = r.try_get(0)?;
+            let text: String = r.try_get(1)?;
+            let slice: Vec<(String, String, i64, i64)> =
+                serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+                    what: format!("rule queue row {id}"),
+                    message: e.to_string(),
+                })?;
+            inbox.rows.push(id);
+            keys.extend(slice);
+        }
+        let mut bodies: HashMap<(String, String, i64), String> = HashMap::new();
+        for chunk in keys.chunks(300) {
             let sql = format!(
-                "DELETE FROM rule_inbox WHERE (device_id, epoch, seq) IN (VALUES {})",
+                "SELECT device_id, epoch, seq, body FROM health_samples \
+                 WHERE (device_id, epoch, seq) IN (VALUES {})",
                 placeholders(self.engine, chunk.len(), 3)
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
-            for s in chunk {
-                q = q
-                    .bind(s.device_id.clone())
-                    .bind(s.epoch.clone())
-                    .bind(s.seq);
+            for (device, epoch, seq, _) in chunk {
+                q = q.bind(device.clone()).bind(epoch.clone()).bind(*seq);
             }
-            q.execute(&mut *self.tx).await?;
+            for r in q.fetch_all(&mut *self.tx).await? {
+                bodies.insert((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?), r.try_get(3)?);
+            }
         }
+        keys.sort_by(|a, b| (&a.0, a.3, a.2).cmp(&(&b.0, b.3, b.2)));
+        for (device_id, epoch, seq, collected_at_ms) in keys {
+            let health = bodies
+                .remove(&(device_id.clone(), epoch.clone(), seq))
+                .map(|b| {
+                    serde_json::from_str::<Health>(&b).map_err(|e| StoreError::Corrupt {
+                        what: format!("health sample of {device_id}"),
+                        message: e.to_string(),
+                    })
+                })
+                .transpose()?;
+            inbox.samples.push(InboxSample {
+                device_id,
+                epoch,
+                seq,
+                collected_at: from_ms(collected_at_ms),
+                health,
+            });
+        }
+        Ok(inbox)
+    }
+
+    /// Removes from the queue the rows `inbox` came from.
+    pub async fn delete_inbox(&mut self, inbox: &Inbox) -> Result<(), StoreError> {
+        if inbox.rows.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<String> = (1..=inbox.rows.len())
+            .map(|n| super::batch::param(self.engine, n))
+            .collect();
+        let sql = format!("DELETE FROM rule_queue WHERE id IN ({})", ids.join(", "));
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for id in &inbox.rows {
+            q = q.bind(*id);
+        }
+        q.execute(&mut *self.tx).await?;
         Ok(())
     }
 

@@ -913,3 +913,46 @@ async fn penalties_count_business_days_late_per_ticket_and_per_lot() {
     .unwrap();
     assert!(none.is_empty());
 }
+
+#[tokio::test]
+async fn the_rules_judge_every_queued_sample_once_across_rounds() {
+    use parc_server::store::Item;
+    let db = TestDb::sqlite();
+    let receiver = Receiver::start().await;
+    let mut cfg = ServerConfig::defaults();
+    cfg.database.url = Some(db.url.clone());
+    cfg.mqtt.listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let prepared = Prepared::new(cfg).await.unwrap();
+    let store = prepared.ingest.store.clone();
+    procurement(&store, &receiver, 0).await;
+    let mut d = device(&store, "d-queue", 17, IN_WARRANTY_SERIAL).await;
+    // Three batches of 300 samples: each queues a row of 250 keys and one of 50.
+    for _ in 0..3 {
+        let items: Vec<Item> = (0..300)
+            .map(|_| Item::Accepted(Box::new(d.health(90.0))))
+            .collect();
+        let now = chrono::Utc::now();
+        store
+            .write_batch(&items, now, now - chrono::Duration::days(30))
+            .await
+            .unwrap();
+    }
+    let first = prepared
+        .maintenance
+        .round(chrono::Utc::now())
+        .await
+        .unwrap();
+    assert_eq!((first.samples, first.more), (300, true), "two rows a round");
+    let rest = prepared.maintenance.drain().await.unwrap();
+    assert_eq!(rest.samples, 600);
+    let after = prepared
+        .maintenance
+        .round(chrono::Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(
+        (after.samples, after.more),
+        (0, false),
+        "the queue is empty"
+    );
+}
