@@ -848,20 +848,26 @@ async fn a_broken_rules_file_stops_the_server_with_the_file_and_the_problem() {
     );
 }
 
-#[tokio::test]
-async fn penalties_count_business_days_late_per_ticket_and_per_lot() {
-    use chrono::{TimeZone as _, Utc};
-    use parc_server::store::Item;
-    // A server that is prepared but not running: the test drives the rounds itself,
-    // with a clock ten days in the past.
+/// A server prepared on a fresh SQLite database with the procurement data, but not
+/// running: the test calls the rules' rounds itself.
+async fn prepared_not_running(receiver: &Receiver) -> (TestDb, Prepared) {
     let db = TestDb::sqlite();
-    let receiver = Receiver::start().await;
     let mut cfg = ServerConfig::defaults();
     cfg.database.url = Some(db.url.clone());
     cfg.mqtt.listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let prepared = Prepared::new(cfg).await.unwrap();
+    procurement(&prepared.ingest.store, receiver, 0).await;
+    (db, prepared)
+}
+
+#[tokio::test]
+async fn penalties_count_business_days_late_per_ticket_and_per_lot() {
+    use chrono::{TimeZone as _, Utc};
+    use parc_server::store::Item;
+    // The test drives the rounds itself, with a clock ten days in the past.
+    let receiver = Receiver::start().await;
+    let (_db, prepared) = prepared_not_running(&receiver).await;
     let store = prepared.ingest.store.clone();
-    procurement(&store, &receiver, 0).await;
     let mut d = device(&store, "d-penalty", 16, IN_WARRANTY_SERIAL).await;
     let items: Vec<Item> = (0..3)
         .map(|_| Item::Accepted(Box::new(d.health(40.0))))
@@ -917,14 +923,9 @@ async fn penalties_count_business_days_late_per_ticket_and_per_lot() {
 #[tokio::test]
 async fn the_rules_judge_every_queued_sample_once_across_rounds() {
     use parc_server::store::Item;
-    let db = TestDb::sqlite();
     let receiver = Receiver::start().await;
-    let mut cfg = ServerConfig::defaults();
-    cfg.database.url = Some(db.url.clone());
-    cfg.mqtt.listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let prepared = Prepared::new(cfg).await.unwrap();
+    let (_db, prepared) = prepared_not_running(&receiver).await;
     let store = prepared.ingest.store.clone();
-    procurement(&store, &receiver, 0).await;
     let mut d = device(&store, "d-queue", 17, IN_WARRANTY_SERIAL).await;
     // Three batches of 300 samples: each queues a row of 250 keys and one of 50.
     for _ in 0..3 {
