@@ -200,7 +200,8 @@ async fn sqlite_pragmas(
     // cheap. A 64 MiB page cache (SQLite's default is 2 MiB) keeps the upper levels of
     // the samples' indexes in memory: each ingest batch touches pages all over four
     // B-trees. Memory-mapped reads save a copy and a system call per page for the
-    // dashboards.
+    // dashboards. Statement journals stay in memory (`temp_store`): a multi-row insert's
+    // journal otherwise spills to a temporary file, written and deleted per statement.
     for pragma in [
         "PRAGMA journal_mode = WAL",
         "PRAGMA synchronous = FULL",
@@ -265,7 +266,7 @@ impl Store {
         }
         let writer = match engine {
             // Never closed for age: its warm page cache is the point. The long wait
-            // covers a prune or an import holding it for a while.
+            // covers a large procurement import holding it for a while.
             Engine::Sqlite => AnyPoolOptions::new()
                 .max_connections(1)
                 .acquire_timeout(Duration::from_secs(60))
