@@ -188,15 +188,19 @@ fn field<'a, T: Deserialize<'a>>(raw: Option<&'a RawValue>, name: &str) -> Resul
     at_path(raw.get(), name)
 }
 
-/// Deserializes `text`; on failure, the error names the path inside `text` (prefixed by
-/// `name`). Tracking the path costs about as much as the parse itself, so it is only
-/// done again for the rare input that fails.
+/// Deserializes `text` (all of it: trailing bytes are a syntax error); on failure, the
+/// error names the path inside `text` (prefixed by `name`). Tracking the path costs
+/// about as much as the parse itself, so it is only done again for the rare input that
+/// fails.
 fn at_path<'a, T: Deserialize<'a>>(text: &'a str, name: &str) -> Result<T, DecodeError> {
     if let Ok(v) = serde_json::from_str(text) {
         return Ok(v);
     }
     let mut de = serde_json::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| DecodeError::from_json(e, name))
+    let v =
+        serde_path_to_error::deserialize(&mut de).map_err(|e| DecodeError::from_json(e, name))?;
+    de.end().map_err(|e| DecodeError::Syntax(e.to_string()))?;
+    Ok(v)
 }
 
 impl Message {
@@ -261,18 +265,7 @@ impl Message {
         now: DateTime<Utc>,
         limits: &Limits,
     ) -> Result<Message, DecodeError> {
-        // The plain parse first (it also refuses trailing bytes); the slower one that
-        // tracks paths only to describe a failure.
-        let wire: WireIn<'_> = match serde_json::from_str(text) {
-            Ok(wire) => wire,
-            Err(_) => {
-                let mut de = serde_json::Deserializer::from_str(text);
-                let wire = serde_path_to_error::deserialize(&mut de)
-                    .map_err(|e| DecodeError::from_json(e, ""))?;
-                de.end().map_err(|e| DecodeError::Syntax(e.to_string()))?;
-                wire
-            }
-        };
+        let wire: WireIn<'_> = at_path(text, "")?;
 
         let version: String = field(wire.schema_version, "schema_version")?;
         check_version(&version)?;

@@ -204,7 +204,7 @@ impl Hourly {
 const HOUR_MS: i64 = 3_600_000;
 
 /// How stale a device's `last_seen_ms` may get while it reports.
-pub(crate) const LAST_SEEN_RESOLUTION_MS: i64 = 60_000;
+const LAST_SEEN_RESOLUTION_MS: i64 = 60_000;
 
 impl Store {
     /// Stores one batch atomically. `stale_before`: messages collected earlier are
