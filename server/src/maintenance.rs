@@ -39,7 +39,8 @@ const LEASE_TTL_SECONDS: i64 = 30;
 /// Inbox samples per round (one transaction).
 const ROUND_SAMPLES: usize = 500;
 
-/// Queued ingest messages from which the rules wait (a default batch).
+/// Queued ingest messages from which the rules wait: a backlog, far above the trickle
+/// of steady state.
 const BACKLOG: i64 = 1000;
 /// The longest the rules wait for the ingest before a round.
 const MAX_YIELD: Duration = Duration::from_secs(5);

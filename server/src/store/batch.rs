@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use chrono::{DateTime, Utc};
-use parc_protocol::{Body, Event, Health, Inventory, Message, Presence};
+use parc_protocol::{Body, Event, Health, Inventory, Kind, Message, Presence};
 use sha2::{Digest as _, Sha256};
 use sqlx::{Any, AssertSqlSafe, Row as _, Transaction};
 
@@ -215,6 +215,28 @@ impl Store {
         now: DateTime<Utc>,
         stale_before: DateTime<Utc>,
     ) -> Result<BatchOutcome, StoreError> {
+        // Almost every batch is all new: its health rows go in without asking the
+        // database which ones were kept. If one was already stored (a redelivery), that
+        // transaction is dropped and the batch is written again, asking row by row.
+        let mut dedup = Dedup::Assume;
+        loop {
+            // `Dedup::Ask` always comes back with an outcome.
+            if let Some(out) = self.write_batch_as(items, now, stale_before, dedup).await? {
+                return Ok(out);
+            }
+            dedup = Dedup::Ask;
+        }
+    }
+
+    /// One attempt at a batch; `None` when `Dedup::Assume` met a stored health sample
+    /// (nothing is committed then).
+    async fn write_batch_as(
+        &self,
+        items: &[Item],
+        now: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+        dedup: Dedup,
+    ) -> Result<Option<BatchOutcome>, StoreError> {
         let mut out = BatchOutcome::default();
         let engine = self.engine;
         let now_ms = ms(now);
@@ -243,10 +265,19 @@ impl Store {
         let mut tx = self.begin_write().await?;
         // Health reports, the bulk of the traffic, are deduplicated by their own table's
         // primary key (one insert instead of two); the other kinds by `received`.
-        let (health_msgs, keyed): (Vec<&Message>, Vec<&Message>) = accepted
-            .into_iter()
-            .partition(|m| matches!(m.body, Body::Health(_)));
-        let mut fresh: Vec<&Message> = Vec::with_capacity(health_msgs.len() + keyed.len());
+        let mut samples: Vec<Sample> = Vec::new();
+        let mut keyed: Vec<&Message> = Vec::new();
+        for m in accepted {
+            match &m.body {
+                Body::Health(h) => samples.push(Sample {
+                    m,
+                    h,
+                    figures: HealthFigures::of(h),
+                }),
+                _ => keyed.push(m),
+            }
+        }
+        let mut fresh: Vec<&Message> = Vec::with_capacity(keyed.len());
         for chunk in keyed.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "INSERT INTO received (device_id, epoch, seq, kind, received_at_ms) VALUES {} \
@@ -263,18 +294,24 @@ impl Store {
                     .bind(now_ms);
             }
             let rows = q.fetch_all(&mut *tx).await?;
-            out.duplicates += keep_new(chunk, rows, &mut fresh)?;
+            out.duplicates += keep_new(chunk, |m| m, rows, &mut fresh)?;
         }
-        out.duplicates +=
-            insert_health_samples(&mut tx, engine, &health_msgs, now_ms, &mut fresh).await?;
+        let Some(health) = insert_health_samples(&mut tx, engine, &samples, now_ms, dedup).await?
+        else {
+            // Dropping `tx` rolls it back.
+            return Ok(None);
+        };
+        out.duplicates += (samples.len() - health.len()) as u64;
+        if !health.is_empty() {
+            out.stored
+                .insert(Kind::Health.as_str(), health.len() as u64);
+        }
 
-        let mut health = Vec::new();
         let mut events = Vec::new();
         let mut others = Vec::new();
         for m in &fresh {
             *out.stored.entry(m.kind().as_str()).or_default() += 1;
             match &m.body {
-                Body::Health(h) => health.push((*m, &**h)),
                 Body::Event(e) => events.push((*m, e)),
                 _ => others.push(*m),
             }
@@ -287,7 +324,7 @@ impl Store {
             .map(|slice| {
                 let keys: Vec<(&str, &str, i64, i64)> = slice
                     .iter()
-                    .map(|(m, _)| {
+                    .map(|Sample { m, .. }| {
                         (
                             m.header.device_id.as_str(),
                             m.header.epoch.as_str(),
@@ -342,7 +379,12 @@ impl Store {
             }
         }
 
-        let seen: BTreeSet<&str> = fresh.iter().map(|m| m.header.device_id.as_str()).collect();
+        let seen: BTreeSet<&str> = fresh
+            .iter()
+            .copied()
+            .chain(health.iter().map(|s| s.m))
+            .map(|m| m.header.device_id.as_str())
+            .collect();
         let seen: Vec<&str> = seen.into_iter().collect();
         for chunk in seen.chunks(ROWS_PER_STATEMENT) {
             // "Last seen" is kept to the minute: a device reporting every few seconds
@@ -386,16 +428,36 @@ impl Store {
         }
         tx.commit().await?;
         self.wal_written.notify_one();
-        Ok(out)
+        Ok(Some(out))
     }
 }
 
-/// Moves the messages of `chunk` whose key the insert returned into `fresh`; returns
-/// how many were duplicates.
-fn keep_new<'m>(
-    chunk: &[&'m Message],
+/// How a batch learns which of its health samples were already stored.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Dedup {
+    /// Insert without `RETURNING` and expect every row to be new: no row comes back
+    /// from the database (on SQLite each one is a hop between threads).
+    Assume,
+    /// `RETURNING` the keys actually inserted.
+    Ask,
+}
+
+/// A new health report with the figures the health table and the hourly aggregates
+/// keep of it.
+#[derive(Clone, Copy)]
+struct Sample<'m> {
+    m: &'m Message,
+    h: &'m Health,
+    figures: HealthFigures,
+}
+
+/// Moves the items of `chunk` whose message's key the insert returned into `fresh`;
+/// returns how many were duplicates.
+fn keep_new<'m, T: Copy>(
+    chunk: &[T],
+    message: impl Fn(T) -> &'m Message,
     rows: Vec<sqlx::any::AnyRow>,
-    fresh: &mut Vec<&'m Message>,
+    fresh: &mut Vec<T>,
 ) -> Result<u64, StoreError> {
     let mut new_keys = HashSet::with_capacity(rows.len());
     for r in rows {
@@ -405,14 +467,15 @@ fn keep_new<'m>(
         new_keys.insert((d, e, s));
     }
     let mut duplicates = 0;
-    for m in chunk {
+    for &item in chunk {
+        let m = message(item);
         let key = (
             m.header.device_id.as_str().to_string(),
             m.header.epoch.as_str().to_string(),
             seq_i64(m.header.seq),
         );
         if new_keys.contains(&key) {
-            fresh.push(m);
+            fresh.push(item);
         } else {
             duplicates += 1;
         }
@@ -421,28 +484,30 @@ fn keep_new<'m>(
 }
 
 /// Inserts the health samples not stored yet (deduplicated on the table's primary key
-/// `(device_id, epoch, seq)`), adds them to `fresh`, returns the number of duplicates.
+/// `(device_id, epoch, seq)`) and returns them; `None` when `Dedup::Assume` found one
+/// stored already, and the caller must drop the transaction.
 async fn insert_health_samples<'m>(
     tx: &mut Transaction<'static, Any>,
     engine: Engine,
-    msgs: &[&'m Message],
+    samples: &[Sample<'m>],
     now_ms: i64,
-    fresh: &mut Vec<&'m Message>,
-) -> Result<u64, StoreError> {
-    let mut duplicates = 0;
-    for chunk in msgs.chunks(ROWS_PER_STATEMENT) {
+    dedup: Dedup,
+) -> Result<Option<Vec<Sample<'m>>>, StoreError> {
+    let mut kept = Vec::with_capacity(samples.len());
+    for chunk in samples.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO health_samples (device_id, epoch, seq, collected_at_ms, received_at_ms, \
              battery_health_percent, battery_charge_percent, battery_cycle_count, \
              temperature_max_celsius, cpu_usage_percent, memory_used_percent, load_1, body) \
-             VALUES {} ON CONFLICT (device_id, epoch, seq) DO NOTHING \
-             RETURNING device_id, epoch, seq",
-            placeholders(engine, chunk.len(), 13)
+             VALUES {} ON CONFLICT (device_id, epoch, seq) DO NOTHING{}",
+            placeholders(engine, chunk.len(), 13),
+            match dedup {
+                Dedup::Assume => "",
+                Dedup::Ask => " RETURNING device_id, epoch, seq",
+            }
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
-        for m in chunk {
-            let Body::Health(h) = &m.body else { continue };
-            let f = HealthFigures::of(h);
+        for Sample { m, h, figures: f } in chunk {
             q = q
                 .bind(m.header.device_id.as_str().to_string())
                 .bind(m.header.epoch.as_str().to_string())
@@ -458,20 +523,31 @@ async fn insert_health_samples<'m>(
                 .bind(f.load_1)
                 .bind(serde_json::to_string(h).expect("health serializes"));
         }
-        let rows = q.fetch_all(&mut **tx).await?;
-        duplicates += keep_new(chunk, rows, fresh)?;
+        match dedup {
+            Dedup::Assume => {
+                let inserted = q.execute(&mut **tx).await?.rows_affected();
+                if inserted != chunk.len() as u64 {
+                    return Ok(None);
+                }
+                kept.extend_from_slice(chunk);
+            }
+            Dedup::Ask => {
+                let rows = q.fetch_all(&mut **tx).await?;
+                keep_new(chunk, |s| s.m, rows, &mut kept)?;
+            }
+        }
     }
-    Ok(duplicates)
+    Ok(Some(kept))
 }
 
 /// Merges the new samples into their hours' aggregates.
 async fn merge_hourly(
     tx: &mut Transaction<'static, Any>,
     engine: Engine,
-    msgs: &[(&Message, &Health)],
+    samples: &[Sample<'_>],
 ) -> Result<(), StoreError> {
     let mut hourly: BTreeMap<(&str, i64), Hourly> = BTreeMap::new();
-    for (m, h) in msgs {
+    for Sample { m, figures: f, .. } in samples {
         let at = ms(m.header.collected_at);
         hourly
             .entry((
@@ -479,7 +555,7 @@ async fn merge_hourly(
                 at.div_euclid(HOUR_MS) * HOUR_MS,
             ))
             .or_default()
-            .add(&HealthFigures::of(h));
+            .add(f);
     }
     let rows: Vec<_> = hourly.into_iter().collect();
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
