@@ -50,6 +50,52 @@ async fn a_redelivered_message_is_stored_once(store: Store) {
     assert_eq!(o.stored.get("health"), Some(&1));
 }
 
+/// A batch is first written on the assumption that every health report in it is new;
+/// one stored report deep in it (after whole statements went in) makes the store drop
+/// that transaction and write the batch again. Nothing may land twice: not the rows, the
+/// hourly aggregates, the rules' queue, nor the other kinds written before the health rows.
+async fn a_batch_holding_one_stored_report_stores_every_other_one_once(store: Store) {
+    let mut d = TestDevice::new("d-9", 9);
+    register(&store, std::slice::from_ref(&d)).await;
+    let stored = d.health(90.0);
+    store
+        .write_batch(&[item(stored.clone())], Utc::now(), long_ago())
+        .await
+        .unwrap();
+    let mut batch = vec![item(d.message(
+        Body::Status(Status {
+            state: Presence::Online,
+        }),
+        Utc::now(),
+    ))];
+    batch.extend((0..899).map(|i| item(d.health(80.0 + f64::from(i % 10)))));
+    // Past the first two 400-row statements.
+    batch.insert(850, item(stored));
+    let o = store
+        .write_batch(&batch, Utc::now(), long_ago())
+        .await
+        .unwrap();
+    assert_eq!(o.stored.get("health"), Some(&899));
+    assert_eq!(o.stored.get("status"), Some(&1));
+    assert_eq!(o.duplicates, 1);
+    assert_eq!(o.health_queued, 899);
+    let c = store.counts().await.unwrap();
+    assert_eq!((c.messages, c.health_samples), (901, 900));
+    let now = Utc::now();
+    let hours = store
+        .hourly_series(&d.id, now - Duration::hours(3), now + Duration::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(hours.iter().map(|h| h.samples).sum::<i64>(), 900);
+    let mut tx = store.begin_maintenance().await.unwrap();
+    let inbox = tx.take_inbox(10_000).await.unwrap();
+    assert_eq!(inbox.samples.len(), 900);
+    let mut keys: Vec<i64> = inbox.samples.iter().map(|s| s.seq).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    assert_eq!(keys.len(), 900, "a sample queued twice for the rules");
+}
+
 async fn a_replaced_battery_shows_as_a_dated_change(store: Store) {
     let mut d = TestDevice::new("d-2", 2);
     register(&store, std::slice::from_ref(&d)).await;
@@ -208,6 +254,7 @@ async fn presence_follows_the_newest_status(store: Store) {
 
 on_both_engines!(
     a_redelivered_message_is_stored_once,
+    a_batch_holding_one_stored_report_stores_every_other_one_once,
     a_replaced_battery_shows_as_a_dated_change,
     hourly_aggregates_merge_late_samples_exactly,
     retention_prunes_raw_samples_but_keeps_hourly_aggregates,
