@@ -136,7 +136,7 @@ impl Maintenance {
         }
     }
 
-    /// Waits while the ingest has a backlog (a full batch or more queued), at most
+    /// Waits while the ingest has a backlog ([`BACKLOG`] or more queued), at most
     /// [`MAX_YIELD`]: storing reports comes first — a burst (a broker's backlog after an
     /// outage, a fleet reconnecting) is absorbed faster when the rules, which share the
     /// cores and the database, judge it a few seconds later. With the queue near empty,
