@@ -860,23 +860,27 @@ async fn prepared_not_running(receiver: &Receiver) -> (TestDb, Prepared) {
     (db, prepared)
 }
 
+/// Stores `n` health reports of `d` (battery health `battery`) in one ingest batch.
+async fn store_health_batch(store: &Store, d: &mut TestDevice, n: usize, battery: f64) {
+    let items: Vec<parc_server::store::Item> = (0..n)
+        .map(|_| parc_server::store::Item::Accepted(Box::new(d.health(battery))))
+        .collect();
+    let now = chrono::Utc::now();
+    store
+        .write_batch(&items, now, now - chrono::Duration::days(30))
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn penalties_count_business_days_late_per_ticket_and_per_lot() {
     use chrono::{TimeZone as _, Utc};
-    use parc_server::store::Item;
     // The test drives the rounds itself, with a clock ten days in the past.
     let receiver = Receiver::start().await;
     let (_db, prepared) = prepared_not_running(&receiver).await;
     let store = prepared.ingest.store.clone();
     let mut d = device(&store, "d-penalty", 16, IN_WARRANTY_SERIAL).await;
-    let items: Vec<Item> = (0..3)
-        .map(|_| Item::Accepted(Box::new(d.health(40.0))))
-        .collect();
-    let now = Utc::now();
-    store
-        .write_batch(&items, now, now - chrono::Duration::days(30))
-        .await
-        .unwrap();
+    store_health_batch(&store, &mut d, 3, 40.0).await;
     // Opened Monday 2026-11-09 at 10:00 Paris time: lot 2 promises GTI 2 business
     // days, GTR 5 (09:00–18:00 by default).
     let opened = Utc.with_ymd_and_hms(2026, 11, 9, 9, 0, 0).unwrap();
@@ -922,21 +926,13 @@ async fn penalties_count_business_days_late_per_ticket_and_per_lot() {
 
 #[tokio::test]
 async fn the_rules_judge_every_queued_sample_once_across_rounds() {
-    use parc_server::store::Item;
     let receiver = Receiver::start().await;
     let (_db, prepared) = prepared_not_running(&receiver).await;
     let store = prepared.ingest.store.clone();
     let mut d = device(&store, "d-queue", 17, IN_WARRANTY_SERIAL).await;
     // Three batches of 300 samples: each queues a row of 250 keys and one of 50.
     for _ in 0..3 {
-        let items: Vec<Item> = (0..300)
-            .map(|_| Item::Accepted(Box::new(d.health(90.0))))
-            .collect();
-        let now = chrono::Utc::now();
-        store
-            .write_batch(&items, now, now - chrono::Duration::days(30))
-            .await
-            .unwrap();
+        store_health_batch(&store, &mut d, 300, 90.0).await;
     }
     let first = prepared
         .maintenance
