@@ -145,10 +145,10 @@ async fn main() -> Result<()> {
                     agent_version: "0.1.0".into(),
                     ..Default::default()
                 };
-                Item::Accepted(Box::new(Message::new(
+                Item::accepted(Message::new(
                     header(i, 1, now - TimeDelta::days(a.days)),
                     Body::Inventory(Box::new(inv)),
-                )))
+                ))
             })
             .collect();
         store.write_batch(&items, now, stale_before).await?;
@@ -168,10 +168,10 @@ async fn main() -> Result<()> {
         let i = k % a.devices;
         let n = (k / a.devices) as i64;
         let at = start + TimeDelta::milliseconds(n * step_ms + (i as i64 * 7919) % step_ms);
-        items.push(Item::Accepted(Box::new(Message::new(
+        items.push(Item::accepted(Message::new(
             header(i, n as u64 + 2, at),
             Body::Health(Box::new(health(k as u64))),
-        ))));
+        )));
         if items.len() == a.batch || k + 1 == a.samples {
             store.write_batch(&items, Utc::now(), stale_before).await?;
             items.clear();

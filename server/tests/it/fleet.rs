@@ -115,10 +115,10 @@ async fn states_follow_the_latest_readings_and_silence(store: Store) {
     let mut items = Vec::new();
     for (d, battery) in devices.iter_mut().zip([92.0, 50.0, 70.0]) {
         // An older, better reading first: only the latest counts.
-        items.push(Item::Accepted(Box::new(d.health(99.0))));
+        items.push(Item::accepted(d.health(99.0)));
         let mut m = d.health(battery);
         m.header.collected_at += chrono::Duration::seconds(1);
-        items.push(Item::Accepted(Box::new(m)));
+        items.push(Item::accepted(m));
     }
     let long_ago = chrono::DateTime::<Utc>::UNIX_EPOCH;
     store
@@ -221,8 +221,8 @@ async fn samples_collected_in_the_same_millisecond_refresh_into_one_latest_row(s
         ))
     };
     let items = vec![
-        Item::Accepted(Box::new(a.message(health(80.0), at))),
-        Item::Accepted(Box::new(b.message(health(70.0), at))),
+        Item::accepted(a.message(health(80.0), at)),
+        Item::accepted(b.message(health(70.0), at)),
     ];
     let now = Utc::now();
     store

@@ -207,7 +207,7 @@ async fn devices_match_deliveries_and_the_rest_is_reconciled(store: Store) {
     let msg = dev.health(90.0);
     let long_ago = Utc::now() - chrono::Duration::days(365);
     store
-        .write_batch(&[Item::Accepted(Box::new(msg))], Utc::now(), long_ago)
+        .write_batch(&[Item::accepted(msg)], Utc::now(), long_ago)
         .await
         .unwrap();
 
@@ -331,7 +331,7 @@ async fn an_import_runs_beside_the_ingest_writer(store: Store) {
             for _ in 0..40 {
                 let m = dev.health(80.0);
                 store
-                    .write_batch(&[Item::Accepted(Box::new(m))], Utc::now(), long_ago)
+                    .write_batch(&[Item::accepted(m)], Utc::now(), long_ago)
                     .await
                     .unwrap();
                 tokio::task::yield_now().await;

@@ -17,7 +17,7 @@ fn long_ago() -> DateTime<Utc> {
 }
 
 fn item(m: parc_protocol::Message) -> Item {
-    Item::Accepted(Box::new(m))
+    Item::accepted(m)
 }
 
 async fn a_redelivered_message_is_stored_once(store: Store) {

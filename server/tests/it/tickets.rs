@@ -863,7 +863,7 @@ async fn prepared_not_running(receiver: &Receiver) -> (TestDb, Prepared) {
 /// Stores `n` health reports of `d` (battery health `battery`) in one ingest batch.
 async fn store_health_batch(store: &Store, d: &mut TestDevice, n: usize, battery: f64) {
     let items: Vec<parc_server::store::Item> = (0..n)
-        .map(|_| parc_server::store::Item::Accepted(Box::new(d.health(battery))))
+        .map(|_| parc_server::store::Item::accepted(d.health(battery)))
         .collect();
     let now = chrono::Utc::now();
     store
