@@ -230,7 +230,12 @@ impl EventLoop {
                     // Parc patch: write what else is already queued (within the same flow
                     // control as above) before flushing, so that a burst of manual
                     // acknowledgements leaves in a few system calls rather than one each.
-                    for _ in 0..self.options.max_request_batch() {
+                    // Nothing is written after a DISCONNECT.
+                    let mut more = self.options.max_request_batch();
+                    if matches!(self.state.events.back(), Some(Event::Outgoing(Outgoing::Disconnect))) {
+                        more = 0;
+                    }
+                    for _ in 0..more {
                         if !self.pending.is_empty()
                             || self.state.inflight >= self.state.max_outgoing_inflight
                             || self.state.collision.is_some()
@@ -240,8 +245,12 @@ impl EventLoop {
                         let Ok(request) = self.requests_rx.try_recv() else {
                             break;
                         };
+                        let disconnect = matches!(request, Request::Disconnect);
                         if let Some(outgoing) = self.state.handle_outgoing_packet(request)? {
                             network.write(outgoing).await?;
+                        }
+                        if disconnect {
+                            break;
                         }
                     }
                     network.flush().await?;
