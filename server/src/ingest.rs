@@ -2,7 +2,9 @@
 //! fleet). It reads publishes from the embedded broker's in-process link or from an
 //! external broker (rumqttc, persistent session, manual acks), authenticates each
 //! frame with the key of the device its topic names, decodes and validates it with
-//! the protocol crate, and hands it to a writer task that commits in batches.
+//! the protocol crate, and hands it to a writer task that commits in batches. From an
+//! external broker, decoding runs on several tasks at once, in chunks whose order is
+//! kept ([`Decoders`]).
 //!
 //! Invariants: a message is acknowledged to the broker only after the batch holding
 //! it is committed, so a crash loses nothing (the broker redelivers, the store
@@ -20,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use futures_util::FutureExt as _;
 use parc_protocol::{DecodeError, DeviceId, DeviceKey, Frame, Limits, Message};
 use rumqttc::Transport;
 use rumqttc::v5::mqttbytes::QoS;
@@ -258,15 +261,17 @@ impl Lanes {
         };
         let seq = self.next_seq;
         self.next_seq += 1;
-        // Counted up here and down by the writer that takes it: the gauge is what all
-        // queues hold (the rules yield to the ingest while it is large).
+        // Counted up here and down by the writer that takes it (`queue_depth`: what all
+        // queues hold) and commits it (`uncommitted`, which the rules yield to).
         self.metrics.queue_depth.inc();
+        self.metrics.uncommitted.inc();
         let sent = self.queues[lane]
             .send(Pending { item, ack, seq })
             .await
             .is_ok();
         if !sent {
             self.metrics.queue_depth.dec();
+            self.metrics.uncommitted.dec();
         }
         sent
     }
@@ -428,6 +433,8 @@ async fn writer(
                 }
             }
         };
+        // Committed, or abandoned at shutdown for the broker to redeliver.
+        m.uncommitted.dec_by(items.len() as i64);
         let Some(outcome) = outcome else { continue };
         tracing::debug!(messages = items.len(), queued = rx.len(), "batch committed");
         m.batch_size.observe(items.len() as f64);
@@ -576,6 +583,105 @@ pub struct ExternalMqtt {
 /// Acknowledgements written per flush to an external broker, beyond the first.
 const ACK_BATCH: usize = 1000;
 
+/// Publishes decoded by one task (see [`Decoders`]).
+const DECODE_CHUNK: usize = 64;
+/// Chunks being decoded or waiting to be queued, at most.
+const DECODE_CHUNKS_IN_FLIGHT: usize = 16;
+
+/// A publish as read from the broker, not yet decoded.
+struct Raw {
+    topic: Bytes,
+    payload: Bytes,
+    ack: Ack,
+}
+
+type Decoded = Vec<(Result<Item, StoreError>, Ack)>;
+
+/// Decodes publishes on every worker thread at once, keeping their arrival order: the
+/// reader hands over chunks of what the broker already sent, each chunk is decoded by
+/// a task of its own, and one forwarder queues the results for the writers in the order
+/// the chunks were read. Decoding (HMAC, JSON, the stored form of a health report) is
+/// most of the reader's work; done on the reader's task it was the pipeline's slowest
+/// serial step.
+struct Decoders {
+    ingest: Arc<Ingest>,
+    chunk: Vec<Raw>,
+    order: mpsc::Sender<tokio::task::JoinHandle<Decoded>>,
+}
+
+impl Decoders {
+    /// Starts the forwarder, which owns the writers' queues: when the returned stage is
+    /// dropped, the forwarder queues what was already handed over, closes the queues,
+    /// waits for the writers, then fires `done`.
+    fn start(ingest: Arc<Ingest>, lanes: Lanes, done: oneshot::Sender<()>) -> Self {
+        let (order, rx) = mpsc::channel(DECODE_CHUNKS_IN_FLIGHT);
+        tokio::spawn(forward_decoded(rx, lanes, done));
+        Self {
+            ingest,
+            chunk: Vec::with_capacity(DECODE_CHUNK),
+            order,
+        }
+    }
+
+    /// Adds a publish; hands the chunk over once full. False once the writers stopped.
+    async fn push(&mut self, raw: Raw) -> bool {
+        self.chunk.push(raw);
+        self.chunk.len() < DECODE_CHUNK || self.flush().await
+    }
+
+    /// Hands the chunk over (waiting while too many are in flight); false once the
+    /// writers stopped.
+    async fn flush(&mut self) -> bool {
+        if self.chunk.is_empty() {
+            return true;
+        }
+        let chunk = std::mem::replace(&mut self.chunk, Vec::with_capacity(DECODE_CHUNK));
+        let ingest = self.ingest.clone();
+        let task = tokio::spawn(async move {
+            let mut out = Vec::with_capacity(chunk.len());
+            for raw in chunk {
+                let topic = String::from_utf8_lossy(&raw.topic);
+                out.push((prepare(&ingest, &topic, &raw.payload).await, raw.ack));
+            }
+            out
+        });
+        self.order.send(task).await.is_ok()
+    }
+}
+
+/// Queues decoded chunks for the writers in the order they were read.
+async fn forward_decoded(
+    mut order: mpsc::Receiver<tokio::task::JoinHandle<Decoded>>,
+    mut lanes: Lanes,
+    done: oneshot::Sender<()>,
+) {
+    'chunks: while let Some(task) = order.recv().await {
+        let decoded = match task.await {
+            Ok(decoded) => decoded,
+            Err(e) => {
+                // Left unacknowledged: redelivered after the next reconnect.
+                tracing::error!(error = %e, "decoding a chunk of messages failed");
+                continue;
+            }
+        };
+        for (item, ack) in decoded {
+            match item {
+                Ok(item) => {
+                    if !lanes.send(item, Some(ack)).await {
+                        break 'chunks;
+                    }
+                }
+                Err(e) => {
+                    // Left unacknowledged: redelivered after the next reconnect.
+                    tracing::error!(error = %e, "device key lookup failed; message left for redelivery");
+                }
+            }
+        }
+    }
+    lanes.close().await;
+    let _ = done.send(());
+}
+
 /// Ingests from an external broker until `shutdown`, reconnecting with backoff.
 ///
 /// MQTT v5, for two of its features: the session is persistent (clean start off, a
@@ -641,23 +747,39 @@ pub async fn run_external(
         }),
         &shutdown,
     );
-    // The writers run until the reader closes their queues; then `done` fires.
+    // The writers run until the reader drops the decode stage; then `done` fires.
     let (done_tx, mut done_rx) = oneshot::channel::<()>();
-    let mut queue = Some(lanes);
-    let mut done_tx = Some(done_tx);
+    let mut decoders = Some(Decoders::start(ingest.clone(), lanes, done_tx));
     let filters = parc_protocol::server_filters(mqtt.shared_group.as_deref());
     let mut backoff = Duration::from_millis(500);
     let stop = shutdown.clone().wait();
     tokio::pin!(stop);
     loop {
-        let event = tokio::select! {
-            () = &mut stop, if queue.is_some() => {
-                // Stop taking new messages; keep polling so the writers' last acks go out.
-                stop_reading(&mut queue, &mut done_tx);
-                continue;
+        // What the broker already sent is read without waiting, into the decode stage's
+        // chunk; once nothing more is there, the chunk is handed over before waiting.
+        let ready = match &decoders {
+            Some(d) if !d.chunk.is_empty() => eventloop.poll().now_or_never(),
+            _ => None,
+        };
+        let event = match ready {
+            Some(event) => event,
+            None => {
+                if let Some(d) = &mut decoders
+                    && !d.flush().await
+                {
+                    stop_reading(&mut decoders).await;
+                }
+                tokio::select! {
+                    () = &mut stop, if decoders.is_some() => {
+                        // Stop taking new messages; keep polling so the writers' last
+                        // acks go out.
+                        stop_reading(&mut decoders).await;
+                        continue;
+                    }
+                    _ = &mut done_rx => break,
+                    e = eventloop.poll() => e,
+                }
             }
-            _ = &mut done_rx => break,
-            e = eventloop.poll() => e,
         };
         match event {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
@@ -679,32 +801,30 @@ pub async fn run_external(
                 ingest.metrics.mqtt_connected.set(1);
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
-                let Some(lanes) = &mut queue else { continue };
-                let payload: Bytes = publish.payload.clone();
-                let topic = String::from_utf8_lossy(&publish.topic).into_owned();
-                let item = match prepare(&ingest, &topic, &payload).await {
-                    Ok(item) => item,
-                    Err(e) => {
-                        // Left unacknowledged: redelivered after the next reconnect.
-                        tracing::error!(error = %e, "device key lookup failed; message left for redelivery");
-                        continue;
-                    }
-                };
+                let Some(d) = &mut decoders else { continue };
+                let (topic, payload) = (publish.topic.clone(), publish.payload.clone());
                 let mut ack_publish = publish;
                 ack_publish.payload = Bytes::new();
                 let ack = Ack {
                     publish: ack_publish,
                     generation: generation.load(Ordering::Acquire),
                 };
-                if !lanes.send(item, Some(ack)).await {
-                    stop_reading(&mut queue, &mut done_tx);
+                if !d
+                    .push(Raw {
+                        topic,
+                        payload,
+                        ack,
+                    })
+                    .await
+                {
+                    stop_reading(&mut decoders).await;
                 }
             }
             Ok(_) => {}
             Err(e) => {
                 ingest.connected.store(false, Ordering::Relaxed);
                 ingest.metrics.mqtt_connected.set(0);
-                if queue.is_none() {
+                if decoders.is_none() {
                     // Shutting down and the broker is gone: nothing more to send.
                     break;
                 }
@@ -712,7 +832,7 @@ pub async fn run_external(
                 let jitter = Duration::from_millis(u64::from(rand_u16()) % 250);
                 tokio::select! {
                     () = tokio::time::sleep(backoff + jitter) => {}
-                    () = shutdown.clone().wait() => { stop_reading(&mut queue, &mut done_tx); }
+                    () = shutdown.clone().wait() => { stop_reading(&mut decoders).await; }
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(30));
             }
@@ -733,14 +853,12 @@ pub async fn run_external(
     Ok(())
 }
 
-/// Closes the writers' queues: they commit and acknowledge what they hold, then `done`
-/// fires (the reader keeps polling meanwhile so those acks reach the broker).
-fn stop_reading(queue: &mut Option<Lanes>, done: &mut Option<oneshot::Sender<()>>) {
-    if let (Some(lanes), Some(done)) = (queue.take(), done.take()) {
-        tokio::spawn(async move {
-            lanes.close().await;
-            let _ = done.send(());
-        });
+/// Hands the last chunk over and drops the decode stage: the writers commit and
+/// acknowledge what they were given, then `done` fires (the reader keeps polling
+/// meanwhile so those acks reach the broker).
+async fn stop_reading(decoders: &mut Option<Decoders>) {
+    if let Some(mut d) = decoders.take() {
+        d.flush().await;
     }
 }
 

@@ -39,8 +39,10 @@ const LEASE_TTL_SECONDS: i64 = 30;
 /// Inbox samples per round (one transaction).
 const ROUND_SAMPLES: usize = 500;
 
-/// Queued ingest messages from which the rules wait: a backlog, far above the trickle
-/// of steady state.
+/// Ingest messages not yet committed (queued, or in the batch being written) from which
+/// the rules wait: a backlog, far above the trickle of steady state. Counting the batch
+/// being written matters: the writer takes all that is queued at once, and a round
+/// started while it commits would hold the one SQLite write connection next.
 const BACKLOG: i64 = 1000;
 /// The longest the rules wait for the ingest before a round.
 const MAX_YIELD: Duration = Duration::from_secs(5);
@@ -136,14 +138,14 @@ impl Maintenance {
         }
     }
 
-    /// Waits while the ingest has a backlog ([`BACKLOG`] or more queued), at most
+    /// Waits while the ingest has a backlog ([`BACKLOG`] or more not yet committed), at most
     /// [`MAX_YIELD`]: storing reports comes first — a burst (a broker's backlog after an
     /// outage, a fleet reconnecting) is absorbed faster when the rules, which share the
     /// cores and the database, judge it a few seconds later. With the queue near empty,
     /// as in steady state, this returns at once and tickets open within the second.
     async fn yield_to_ingest(&self) {
         let started = std::time::Instant::now();
-        while self.metrics.queue_depth.get() >= BACKLOG && started.elapsed() < MAX_YIELD {
+        while self.metrics.uncommitted.get() >= BACKLOG && started.elapsed() < MAX_YIELD {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }

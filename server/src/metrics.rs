@@ -26,6 +26,8 @@ pub struct Metrics {
     pub commit_seconds: Histogram,
     pub commit_failures: Counter,
     pub queue_depth: Gauge<i64, AtomicI64>,
+    /// Messages read and not yet committed: queued, or in the batch being written.
+    pub uncommitted: Gauge<i64, AtomicI64>,
     pub devices_online: Gauge<i64, AtomicI64>,
     pub mqtt_connected: Gauge<i64, AtomicI64>,
     pub rules_samples: Counter,
@@ -55,6 +57,7 @@ impl Metrics {
             commit_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             commit_failures: Counter::default(),
             queue_depth: Gauge::default(),
+            uncommitted: Gauge::default(),
             devices_online: Gauge::default(),
             mqtt_connected: Gauge::default(),
             rules_samples: Counter::default(),
@@ -109,6 +112,11 @@ impl Metrics {
             "ingest_queue_depth",
             "Messages waiting for the writer",
             m.queue_depth.clone(),
+        );
+        registry.register(
+            "ingest_uncommitted",
+            "Messages read and not yet committed (queued, or in the batch being written)",
+            m.uncommitted.clone(),
         );
         registry.register(
             "devices_online",

@@ -30,16 +30,30 @@ async fn wait_ready(http: std::net::SocketAddr) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs mosquitto + postgres"]
 async fn sigkill_during_a_qos1_burst_loses_and_duplicates_nothing_on_postgres() {
-    sigkill_during_a_burst(TestDb::postgres().await).await;
+    stopped_during_a_burst(TestDb::postgres().await, Stop::Kill).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs mosquitto"]
 async fn sigkill_during_a_qos1_burst_loses_and_duplicates_nothing_on_sqlite() {
-    sigkill_during_a_burst(TestDb::sqlite()).await;
+    stopped_during_a_burst(TestDb::sqlite(), Stop::Kill).await;
 }
 
-async fn sigkill_during_a_burst(db: TestDb) {
+/// A graceful stop mid-burst: what was read and handed to the decoders or writers is
+/// committed and acknowledged, the rest stays with the broker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs mosquitto"]
+async fn sigterm_during_a_qos1_burst_stops_cleanly_and_loses_and_duplicates_nothing() {
+    stopped_during_a_burst(TestDb::sqlite(), Stop::Term).await;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Stop {
+    Kill,
+    Term,
+}
+
+async fn stopped_during_a_burst(db: TestDb, stop: Stop) {
     const DEVICES: usize = 100;
     const PER_DEVICE: usize = 30;
     let mosquitto = Mosquitto::start();
@@ -98,14 +112,33 @@ async fn sigkill_during_a_burst(db: TestDb) {
         async move { s.counts().await.unwrap().messages >= 500 }
     })
     .await;
-    server.kill().expect("SIGKILL the server");
-    server.wait().unwrap();
+    match stop {
+        Stop::Kill => {
+            server.kill().expect("SIGKILL the server");
+            server.wait().unwrap();
+        }
+        Stop::Term => {
+            let status = Command::new("kill")
+                .arg("-TERM")
+                .arg(server.id().to_string())
+                .status()
+                .unwrap();
+            assert!(status.success());
+            let status = tokio::task::spawn_blocking(move || server.wait().unwrap())
+                .await
+                .unwrap();
+            assert!(
+                status.success(),
+                "SIGTERM mid-burst stops cleanly: {status}"
+            );
+        }
+    }
     let stored_at_kill = store.counts().await.unwrap().messages;
     for p in publishers {
         p.await.unwrap();
     }
     let total = (DEVICES * PER_DEVICE) as i64;
-    eprintln!("stored when killed: {stored_at_kill} of {total}");
+    eprintln!("stored when stopped ({stop:?}): {stored_at_kill} of {total}");
     assert!(
         stored_at_kill < total,
         "the kill happened before the burst was stored ({stored_at_kill} of {total})"

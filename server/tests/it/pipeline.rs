@@ -315,6 +315,7 @@ async fn readiness_reports_the_database_and_broker_and_metrics_are_exposed() {
         "parc_ingest_batch_size",
         "parc_ingest_commit_seconds",
         "parc_ingest_queue_depth",
+        "parc_ingest_uncommitted 0",
         "parc_devices_online",
         "parc_mqtt_connected 1",
     ] {
