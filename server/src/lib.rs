@@ -2,6 +2,7 @@
 //! binary. `main.rs` only parses arguments and reports errors.
 
 pub mod accounts_cli;
+pub mod allocator;
 pub mod app;
 pub mod auth;
 pub mod broker;
