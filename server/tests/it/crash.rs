@@ -81,7 +81,12 @@ async fn stopped_during_a_burst(db: TestDb, stop: Stop) {
     let mut server = spawn_server(&config);
     wait_ready(http).await;
 
-    // Each device paces its messages so the burst outlasts the kill.
+    // Each device paces its messages so the burst outlasts the stop; a graceful stop
+    // takes longer than a kill, so its burst is slower.
+    let pause = match stop {
+        Stop::Kill => Duration::from_millis(40),
+        Stop::Term => Duration::from_millis(300),
+    };
     let port = mosquitto.port;
     let mut publishers = Vec::new();
     for mut d in devices.clone() {
@@ -100,7 +105,7 @@ async fn stopped_during_a_burst(db: TestDb, stop: Stop) {
                     chunk.to_vec(),
                 )
                 .await;
-                tokio::time::sleep(Duration::from_millis(40)).await;
+                tokio::time::sleep(pause).await;
             }
         }));
     }
@@ -118,15 +123,7 @@ async fn stopped_during_a_burst(db: TestDb, stop: Stop) {
             server.wait().unwrap();
         }
         Stop::Term => {
-            let status = Command::new("kill")
-                .arg("-TERM")
-                .arg(server.id().to_string())
-                .status()
-                .unwrap();
-            assert!(status.success());
-            let status = tokio::task::spawn_blocking(move || server.wait().unwrap())
-                .await
-                .unwrap();
+            let status = terminate(server).await;
             assert!(
                 status.success(),
                 "SIGTERM mid-burst stops cleanly: {status}"
@@ -144,7 +141,7 @@ async fn stopped_during_a_burst(db: TestDb, stop: Stop) {
         "the kill happened before the burst was stored ({stored_at_kill} of {total})"
     );
 
-    let mut server = spawn_server(&config);
+    let server = spawn_server(&config);
     wait_ready(http).await;
     let s = store.clone();
     eventually(60, "every message stored after the restart", || {
@@ -160,15 +157,22 @@ async fn stopped_during_a_burst(db: TestDb, stop: Stop) {
     for d in &devices {
         assert_eq!(store.message_count(&d.id).await.unwrap(), PER_DEVICE as i64);
     }
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(server.id().to_string())
-        .status();
-    let status = tokio::task::spawn_blocking(move || server.wait().unwrap())
-        .await
-        .unwrap();
+    let status = terminate(server).await;
     assert!(
         status.success(),
         "SIGTERM stops the server cleanly: {status}"
     );
+}
+
+/// Sends SIGTERM and waits for the server to exit.
+async fn terminate(mut server: Child) -> std::process::ExitStatus {
+    let kill = Command::new("kill")
+        .arg("-TERM")
+        .arg(server.id().to_string())
+        .status()
+        .unwrap();
+    assert!(kill.success(), "kill -TERM: {kill}");
+    tokio::task::spawn_blocking(move || server.wait().unwrap())
+        .await
+        .unwrap()
 }
