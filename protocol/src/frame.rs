@@ -9,8 +9,9 @@
 //! `RawValue`, so no canonical JSON is needed). Binding the topic means a frame cannot
 //! be replayed onto another device's or another kind's topic. The embedded broker has
 //! no topic ACL, so this check is what stops a device writing as another one: a
-//! frame must never be decoded into a message before `verify` has passed, except by
-//! tools that print it.
+//! frame must never hand out a message before `verify` has passed, except to tools
+//! that print it. (A frame in `seal`'s own shape is decoded in the same pass that finds
+//! its MAC, but the result stays inside the `Frame` until `open` has checked the MAC.)
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -21,7 +22,7 @@ use serde_json::value::RawValue;
 use sha2::Sha256;
 
 use crate::error::DecodeError;
-use crate::message::{Limits, Message};
+use crate::message::{Limits, Message, OnePass};
 use crate::topic::{DeviceId, Kind, parse_topic};
 
 type HmacSha256 = Hmac<Sha256>;
@@ -100,13 +101,47 @@ pub fn seal_raw(topic: &str, msg: &str, key: &DeviceKey) -> Result<Vec<u8>, Deco
 }
 
 /// A payload parsed far enough to know who claims to have sent it, not yet trusted.
-#[derive(Debug)]
 pub struct Frame<'a> {
     topic: &'a str,
     device_id: DeviceId,
     kind: Kind,
     mac: &'a str,
-    msg: &'a RawValue,
+    /// The message's JSON exactly as sent: what the MAC covers.
+    msg: &'a str,
+    /// The message decoded in the same pass as the frame, when the frame has the shape
+    /// `seal` writes. Handed out only by `open`, after the MAC has been checked.
+    decoded: Option<OnePass>,
+}
+
+impl std::fmt::Debug for Frame<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Frame")
+            .field("topic", &self.topic)
+            .field("device_id", &self.device_id)
+            .field("kind", &self.kind)
+            .field("msg", &self.msg)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The frame exactly as `seal` writes it, `{"hmac_sha256":"…","msg":{…}}` without
+/// spaces, read in one pass: the MAC, the message's text and the message decoded.
+/// `None` for anything else, which `Frame::parse` then reads field by field; that path
+/// captures the same text for the MAC (`RawValue` starts at the value's first byte).
+fn one_pass(text: &str) -> Option<(&str, &str, OnePass)> {
+    let rest = text.strip_prefix(r#"{"hmac_sha256":""#)?;
+    let (mac, rest) = rest.split_once('"')?;
+    if mac.contains('\\') {
+        return None;
+    }
+    let rest = rest.strip_prefix(r#","msg":"#)?;
+    if !rest.starts_with('{') {
+        return None;
+    }
+    let mut stream = serde_json::Deserializer::from_str(rest).into_iter::<OnePass>();
+    let decoded = stream.next()?.ok()?;
+    let (msg, tail) = rest.split_at(stream.byte_offset());
+    (tail == "}").then_some((mac, msg, decoded))
 }
 
 impl<'a> Frame<'a> {
@@ -121,6 +156,16 @@ impl<'a> Frame<'a> {
         let (device_id, kind) = parse_topic(topic)?;
         let text = std::str::from_utf8(payload)
             .map_err(|e| DecodeError::Syntax(format!("not UTF-8: {e}")))?;
+        if let Some((mac, msg, decoded)) = one_pass(text) {
+            return Ok(Self {
+                topic,
+                device_id,
+                kind,
+                mac,
+                msg,
+                decoded: Some(decoded),
+            });
+        }
         let mut de = serde_json::Deserializer::from_str(text);
         let frame: FrameIn<'a> =
             serde_path_to_error::deserialize(&mut de).map_err(|e| DecodeError::from_json(e, ""))?;
@@ -130,7 +175,8 @@ impl<'a> Frame<'a> {
             device_id,
             kind,
             mac: frame.hmac_sha256,
-            msg: frame.msg,
+            msg: frame.msg.get(),
+            decoded: None,
         })
     }
 
@@ -145,7 +191,7 @@ impl<'a> Frame<'a> {
 
     /// The message's JSON exactly as sent.
     pub fn raw_message(&self) -> &'a str {
-        self.msg.get()
+        self.msg
     }
 
     /// Checks the MAC with the key of the device the topic names, in constant time.
@@ -153,24 +199,23 @@ impl<'a> Frame<'a> {
         let given = B64
             .decode(self.mac)
             .map_err(|_| DecodeError::BadSignature("hmac_sha256 is not base64"))?;
-        key.mac(self.topic, self.msg.get())
+        key.mac(self.topic, self.msg)
             .verify_slice(&given)
             .map_err(|_| DecodeError::BadSignature("hmac_sha256 does not match this device's key"))
     }
 
     /// Verifies, then decodes and validates the message against the topic.
     pub fn open(
-        &self,
+        self,
         key: &DeviceKey,
         now: DateTime<Utc>,
         limits: &Limits,
     ) -> Result<Message, DecodeError> {
         self.verify(key)?;
-        Message::decode_str(
-            self.msg.get(),
-            Some((&self.device_id, self.kind)),
-            now,
-            limits,
-        )
+        let expect = Some((&self.device_id, self.kind));
+        match self.decoded {
+            Some(decoded) => decoded.finish(expect, now, limits),
+            None => Message::decode_str(self.msg, expect, now, limits),
+        }
     }
 }

@@ -265,6 +265,24 @@ impl Message {
         now: DateTime<Utc>,
         limits: &Limits,
     ) -> Result<Message, DecodeError> {
+        // Almost every payload is well formed: it is decoded in one typed pass. Anything
+        // that pass refuses goes through the field-by-field path below, which alone
+        // reports errors; both make the same checks in the same order, so a payload gets
+        // the same outcome either way.
+        if let Ok(one) = serde_json::from_str::<OnePass>(text) {
+            return one.finish(expect, now, limits);
+        }
+        Self::decode_fields(text, expect, now, limits)
+    }
+
+    /// The decoder that reports errors: every field taken raw, then checked in the
+    /// documented order.
+    fn decode_fields(
+        text: &str,
+        expect: Option<(&DeviceId, Kind)>,
+        now: DateTime<Utc>,
+        limits: &Limits,
+    ) -> Result<Message, DecodeError> {
         let wire: WireIn<'_> = at_path(text, "")?;
 
         let version: String = field(wire.schema_version, "schema_version")?;
@@ -312,6 +330,139 @@ impl Message {
     }
 }
 
+/// A whole message decoded in one pass over its JSON, with nothing checked yet but the
+/// fields' types. It refuses, rather than reorders, a body that comes before its kind (a
+/// body's type depends on it); the field-by-field path takes those.
+pub(crate) struct OnePass {
+    schema_version: String,
+    kind: Kind,
+    header: Header,
+    body: Body,
+}
+
+impl OnePass {
+    /// The checks of the field-by-field path, in its order, on fields already typed.
+    pub(crate) fn finish(
+        self,
+        expect: Option<(&DeviceId, Kind)>,
+        now: DateTime<Utc>,
+        limits: &Limits,
+    ) -> Result<Message, DecodeError> {
+        check_version(&self.schema_version)?;
+        if let Some((topic_id, topic_kind)) = expect {
+            if self.header.device_id != *topic_id {
+                return Err(DecodeError::DeviceMismatch {
+                    topic_id: topic_id.to_string(),
+                    payload_id: self.header.device_id.as_str().chars().take(100).collect(),
+                });
+            }
+            if self.kind != topic_kind {
+                return Err(DecodeError::KindMismatch {
+                    topic_kind: topic_kind.to_string(),
+                    payload_kind: self.kind.to_string(),
+                });
+            }
+        }
+        let message = Message {
+            header: self.header,
+            body: self.body,
+        };
+        validate::message(&message, now, limits)?;
+        Ok(message)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "snake_case")]
+enum WireField {
+    SchemaVersion,
+    Kind,
+    DeviceId,
+    Epoch,
+    Seq,
+    CollectedAt,
+    SentAt,
+    Body,
+    #[serde(other)]
+    Unknown,
+}
+
+impl<'de> Deserialize<'de> for OnePass {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(OnePassVisitor)
+    }
+}
+
+struct OnePassVisitor;
+
+impl<'de> serde::de::Visitor<'de> for OnePassVisitor {
+    type Value = OnePass;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a message object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<OnePass, A::Error> {
+        use serde::de::Error as _;
+        // A repeated field is an error, as for the derived decoder of the other path.
+        fn once<T, E: serde::de::Error>(
+            slot: &mut Option<T>,
+            v: T,
+            name: &'static str,
+        ) -> Result<(), E> {
+            if slot.replace(v).is_some() {
+                return Err(E::duplicate_field(name));
+            }
+            Ok(())
+        }
+        let (mut version, mut kind, mut device_id, mut epoch, mut seq) =
+            (None, None, None, None, None);
+        let (mut collected_at, mut sent_at, mut body) = (None, None, None);
+        while let Some(field) = map.next_key::<WireField>()? {
+            match field {
+                WireField::SchemaVersion => {
+                    once(&mut version, map.next_value()?, "schema_version")?
+                }
+                WireField::Kind => once(&mut kind, map.next_value()?, "kind")?,
+                WireField::DeviceId => once(&mut device_id, map.next_value()?, "device_id")?,
+                WireField::Epoch => once(&mut epoch, map.next_value()?, "epoch")?,
+                WireField::Seq => once(&mut seq, map.next_value()?, "seq")?,
+                WireField::CollectedAt => {
+                    once(&mut collected_at, map.next_value()?, "collected_at")?
+                }
+                WireField::SentAt => once(&mut sent_at, map.next_value()?, "sent_at")?,
+                WireField::Body => {
+                    let b = match kind.ok_or_else(|| A::Error::custom("body before kind"))? {
+                        Kind::Hello => Body::Hello(map.next_value()?),
+                        Kind::Inventory => Body::Inventory(Box::new(map.next_value()?)),
+                        Kind::Health => Body::Health(Box::new(map.next_value()?)),
+                        Kind::Event => Body::Event(map.next_value()?),
+                        Kind::Status => Body::Status(map.next_value()?),
+                        Kind::Cmd => Body::Cmd(map.next_value()?),
+                    };
+                    once(&mut body, b, "body")?;
+                }
+                WireField::Unknown => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        let missing = A::Error::missing_field;
+        Ok(OnePass {
+            schema_version: version.ok_or_else(|| missing("schema_version"))?,
+            kind: kind.ok_or_else(|| missing("kind"))?,
+            header: Header {
+                device_id: device_id.ok_or_else(|| missing("device_id"))?,
+                epoch: epoch.ok_or_else(|| missing("epoch"))?,
+                seq: seq.ok_or_else(|| missing("seq"))?,
+                collected_at: collected_at.ok_or_else(|| missing("collected_at"))?,
+                sent_at: sent_at.ok_or_else(|| missing("sent_at"))?,
+            },
+            body: body.ok_or_else(|| missing("body"))?,
+        })
+    }
+}
+
 fn check_version(version: &str) -> Result<(), DecodeError> {
     let unsupported = || DecodeError::UnsupportedVersion {
         found: version.chars().take(40).collect(),
@@ -324,4 +475,159 @@ fn check_version(version: &str) -> Result<(), DecodeError> {
         return Err(unsupported());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::body::{Presence, Status};
+    use crate::health::{BatteryHealth, Health};
+
+    fn now() -> DateTime<Utc> {
+        "2026-11-22T08:30:00Z".parse().unwrap()
+    }
+
+    fn header() -> Header {
+        Header {
+            device_id: DeviceId::parse("d-0123456789abcdef").unwrap(),
+            epoch: Epoch::from_random([1; 16]),
+            seq: 42,
+            collected_at: now(),
+            sent_at: now(),
+        }
+    }
+
+    fn health_json() -> serde_json::Value {
+        let m = Message::new(
+            header(),
+            Body::Health(Box::new(Health {
+                uptime_seconds: Some(3600),
+                batteries: vec![BatteryHealth {
+                    name: "BAT0".into(),
+                    health_percent: Some(81.5),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })),
+        );
+        serde_json::from_str(&m.to_json()).unwrap()
+    }
+
+    /// Writes an object with its keys in the given order (serde_json's map sorts them).
+    fn ordered(v: &serde_json::Value, keys: &[&str]) -> String {
+        let fields: Vec<String> = keys
+            .iter()
+            .map(|k| format!("{}:{}", serde_json::json!(k), v[*k]))
+            .collect();
+        format!("{{{}}}", fields.join(","))
+    }
+
+    const ORDER: [&str; 8] = [
+        "schema_version",
+        "kind",
+        "device_id",
+        "epoch",
+        "seq",
+        "collected_at",
+        "sent_at",
+        "body",
+    ];
+
+    /// Payloads the one-pass decoder takes, refuses or must judge exactly as the
+    /// field-by-field one does.
+    fn corpus() -> Vec<String> {
+        let h = health_json();
+        let with = |key: &str, value: serde_json::Value| {
+            let mut v = h.clone();
+            v[key] = value;
+            ordered(&v, &ORDER)
+        };
+        let status = serde_json::to_string(
+            &Message::new(
+                header(),
+                Body::Status(Status {
+                    state: Presence::Online,
+                }),
+            )
+            .wire(),
+        )
+        .unwrap();
+        let mut body_first = ORDER.to_vec();
+        body_first.rotate_right(1);
+        vec![
+            ordered(&h, &ORDER),
+            status,
+            ordered(&h, &body_first),
+            ordered(&h, &ORDER[1..]),
+            ordered(&h, &ORDER[..7]),
+            ordered(
+                &h,
+                &[
+                    "schema_version",
+                    "kind",
+                    "device_id",
+                    "epoch",
+                    "seq",
+                    "seq",
+                    "collected_at",
+                    "sent_at",
+                    "body",
+                ],
+            ),
+            ordered(&h, &ORDER).replacen('{', r#"{"extra":[1,{"a":null}],"#, 1),
+            ordered(&h, &ORDER).replacen("schema_version", r"schema\u005fversion", 1),
+            with("schema_version", "2.0".into()),
+            with("schema_version", "1.7".into()),
+            with("schema_version", serde_json::json!(1)),
+            with("device_id", "d-someone-else".into()),
+            with("device_id", "not an id!".into()),
+            with("kind", "status".into()),
+            with("kind", "weather".into()),
+            with("seq", serde_json::Value::Null),
+            with("seq", serde_json::json!(-1)),
+            with("seq", "42".into()),
+            with("collected_at", "2099-01-01T00:00:00Z".into()),
+            with("collected_at", "yesterday".into()),
+            with("epoch", "ABCDEF0123456789".into()),
+            with("body", serde_json::json!({"batteries": "none"})),
+            with("body", serde_json::json!({"cpu_usage_percent": 250.0})),
+            with("body", serde_json::Value::Null),
+            serde_json::to_string(&ORDER.map(|k| h[k].clone())).unwrap(),
+            format!("{} ", ordered(&h, &ORDER)),
+            format!("{} x", ordered(&h, &ORDER)),
+            "{}".into(),
+            "[]".into(),
+            "null".into(),
+        ]
+    }
+
+    #[test]
+    fn one_pass_decoding_gives_the_field_by_field_outcome() {
+        let limits = Limits::default();
+        let device = header().device_id;
+        for text in corpus() {
+            for expect in [None, Some((&device, Kind::Health))] {
+                let fast = Message::decode_str(&text, expect, now(), &limits);
+                let slow = Message::decode_fields(&text, expect, now(), &limits);
+                assert_eq!(format!("{fast:?}"), format!("{slow:?}"), "for {text}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_corpus_holds_both_accepted_and_refused_payloads() {
+        let limits = Limits::default();
+        let outcomes: Vec<bool> = corpus()
+            .iter()
+            .map(|t| Message::decode_str(t, None, now(), &limits).is_ok())
+            .collect();
+        assert!(
+            outcomes.iter().filter(|ok| **ok).count() >= 4,
+            "{outcomes:?}"
+        );
+        assert!(
+            outcomes.iter().filter(|ok| !**ok).count() >= 15,
+            "{outcomes:?}"
+        );
+    }
 }

@@ -69,6 +69,46 @@ fn a_tampered_message_is_refused() {
 }
 
 #[test]
+fn a_tampered_message_in_seals_own_shape_is_never_opened() {
+    // The frame `seal` writes is decoded in the same pass as its MAC is found; the
+    // message must still not come out of `open` unverified.
+    let (topic, payload) = seal(&samples::health(), &samples::key());
+    let tampered = String::from_utf8(payload)
+        .unwrap()
+        .replace("\"health_percent\":52.0", "\"health_percent\":99.0");
+    assert!(tampered.starts_with(r#"{"hmac_sha256":""#));
+    let frame = Frame::parse(&topic, tampered.as_bytes(), &Limits::default()).unwrap();
+    let err = frame
+        .open(&samples::key(), samples::now(), &Limits::default())
+        .unwrap_err();
+    assert_eq!(err.reason(), "bad_signature");
+}
+
+#[test]
+fn a_frame_in_any_json_layout_opens_to_the_same_message() {
+    let (topic, payload) = seal(&samples::health(), &samples::key());
+    let sealed = String::from_utf8(payload).unwrap();
+    let frame: serde_json::Value = serde_json::from_str(&sealed).unwrap();
+    let mac = frame["hmac_sha256"].as_str().unwrap();
+    // The message's own text is kept byte for byte: it is what the MAC covers.
+    let msg = &sealed[sealed.find(r#""msg":"#).unwrap() + 6..sealed.len() - 1];
+    let layouts = [
+        sealed.clone(),
+        format!("{{ \"hmac_sha256\" : \"{mac}\" ,\n \"msg\" :\t{msg} }}\n"),
+        format!("{{\"msg\":{msg},\"hmac_sha256\":\"{mac}\"}}"),
+        format!("{{\"hmac_sha256\":\"{mac}\",\"agent\":\"x\",\"msg\":{msg}}}"),
+        format!("{{\"hmac_sha256\":\"{mac}\",\"msg\":{msg} }}"),
+    ];
+    for layout in layouts {
+        let frame = Frame::parse(&topic, layout.as_bytes(), &Limits::default()).unwrap();
+        let opened = frame
+            .open(&samples::key(), samples::now(), &Limits::default())
+            .unwrap();
+        assert_eq!(opened, samples::health(), "for {layout}");
+    }
+}
+
+#[test]
 fn an_oversized_frame_is_refused_before_the_topic_is_even_read() {
     let payload = vec![0u8; 300 * 1024];
     let err = Frame::parse("not/a/parc/topic", &payload, &Limits::default()).unwrap_err();
