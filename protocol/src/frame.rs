@@ -108,9 +108,18 @@ pub struct Frame<'a> {
     mac: &'a str,
     /// The message's JSON exactly as sent: what the MAC covers.
     msg: &'a str,
-    /// The message decoded in the same pass as the frame, when the frame has the shape
-    /// `seal` writes. Handed out only by `open`, after the MAC has been checked.
-    decoded: Option<OnePass>,
+    /// What the one-pass reader made of the message. A message it decoded is handed
+    /// out only by `open`, after the MAC has been checked.
+    one_pass: Result<OnePass, NotRead>,
+}
+
+/// Why the one-pass reader has no message for `open`.
+#[derive(Debug, Clone, Copy)]
+enum NotRead {
+    /// It refused the message; the field-by-field reader names why.
+    Refused,
+    /// Not `seal`'s layout: the message has not been tried yet.
+    OtherLayout,
 }
 
 impl std::fmt::Debug for Frame<'_> {
@@ -126,22 +135,34 @@ impl std::fmt::Debug for Frame<'_> {
 
 /// The frame exactly as `seal` writes it, `{"hmac_sha256":"…","msg":{…}}` without
 /// spaces, read in one pass: the MAC, the message's text and the message decoded.
-/// `None` for anything else, which `Frame::parse` then reads field by field; that path
-/// captures the same text for the MAC (`RawValue` starts at the value's first byte).
-fn one_pass(text: &str) -> Option<(&str, &str, OnePass)> {
-    let rest = text.strip_prefix(r#"{"hmac_sha256":""#)?;
-    let (mac, rest) = rest.split_once('"')?;
-    if mac.contains('\\') {
-        return None;
-    }
-    let rest = rest.strip_prefix(r#","msg":"#)?;
-    if !rest.starts_with('{') {
-        return None;
+/// `Err` for anything else, which `Frame::parse` then reads field by field (that path
+/// captures the same text for the MAC: `RawValue` starts at the value's first byte),
+/// saying whether the message was tried.
+fn one_pass(text: &str) -> Result<(&str, &str, OnePass), NotRead> {
+    let not_tried = Err(NotRead::OtherLayout);
+    let Some((mac, rest)) = text
+        .strip_prefix(r#"{"hmac_sha256":""#)
+        .and_then(|rest| rest.split_once('"'))
+    else {
+        return not_tried;
+    };
+    let Some(rest) = rest.strip_prefix(r#","msg":"#) else {
+        return not_tried;
+    };
+    if mac.contains('\\') || !rest.starts_with('{') {
+        return not_tried;
     }
     let mut stream = serde_json::Deserializer::from_str(rest).into_iter::<OnePass>();
-    let decoded = stream.next()?.ok()?;
+    let Some(Ok(decoded)) = stream.next() else {
+        return Err(NotRead::Refused);
+    };
     let (msg, tail) = rest.split_at(stream.byte_offset());
-    (tail == "}").then_some((mac, msg, decoded))
+    if tail != "}" {
+        // Valid, but with more after it: `parse` reads the frame again, and the
+        // message, decoded once already, need not be tried again.
+        return Err(NotRead::Refused);
+    }
+    Ok((mac, msg, decoded))
 }
 
 impl<'a> Frame<'a> {
@@ -156,16 +177,19 @@ impl<'a> Frame<'a> {
         let (device_id, kind) = parse_topic(topic)?;
         let text = std::str::from_utf8(payload)
             .map_err(|e| DecodeError::Syntax(format!("not UTF-8: {e}")))?;
-        if let Some((mac, msg, decoded)) = one_pass(text) {
-            return Ok(Self {
-                topic,
-                device_id,
-                kind,
-                mac,
-                msg,
-                decoded: Some(decoded),
-            });
-        }
+        let one_pass = match one_pass(text) {
+            Ok((mac, msg, decoded)) => {
+                return Ok(Self {
+                    topic,
+                    device_id,
+                    kind,
+                    mac,
+                    msg,
+                    one_pass: Ok(decoded),
+                });
+            }
+            Err(not_read) => not_read,
+        };
         let mut de = serde_json::Deserializer::from_str(text);
         let frame: FrameIn<'a> =
             serde_path_to_error::deserialize(&mut de).map_err(|e| DecodeError::from_json(e, ""))?;
@@ -176,7 +200,7 @@ impl<'a> Frame<'a> {
             kind,
             mac: frame.hmac_sha256,
             msg: frame.msg.get(),
-            decoded: None,
+            one_pass: Err(one_pass),
         })
     }
 
@@ -213,9 +237,10 @@ impl<'a> Frame<'a> {
     ) -> Result<Message, DecodeError> {
         self.verify(key)?;
         let expect = Some((&self.device_id, self.kind));
-        match self.decoded {
-            Some(decoded) => decoded.finish(expect, now, limits),
-            None => Message::decode_str(self.msg, expect, now, limits),
+        match self.one_pass {
+            Ok(decoded) => decoded.finish(expect, now, limits),
+            Err(NotRead::Refused) => Message::decode_fields(self.msg, expect, now, limits),
+            Err(NotRead::OtherLayout) => Message::decode_str(self.msg, expect, now, limits),
         }
     }
 }

@@ -277,7 +277,7 @@ impl Message {
 
     /// The decoder that reports errors: every field taken raw, then checked in the
     /// documented order.
-    fn decode_fields(
+    pub(crate) fn decode_fields(
         text: &str,
         expect: Option<(&DeviceId, Kind)>,
         now: DateTime<Utc>,

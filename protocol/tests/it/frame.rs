@@ -1,7 +1,7 @@
 //! Authenticated frames: only the holder of a device's key can get a message accepted
 //! for that device, and only on the topic it was signed for.
 
-use parc_protocol::{DeviceKey, Frame, Limits, seal};
+use parc_protocol::{DeviceKey, Frame, Limits, seal, seal_raw};
 
 use crate::samples;
 
@@ -75,6 +75,20 @@ fn a_tampered_message_is_refused_and_never_opened() {
         "bad_signature"
     );
     assert_eq!(refusal(&topic, tampered.as_bytes()), "bad_signature");
+}
+
+#[test]
+fn a_well_signed_message_of_the_wrong_shape_is_refused_with_the_field_named() {
+    let mut msg: serde_json::Value = serde_json::from_str(&samples::health().to_json()).unwrap();
+    msg["seq"] = "forty-two".into();
+    let topic = samples::health().topic();
+    let payload = seal_raw(&topic, &msg.to_string(), &samples::key()).unwrap();
+    let frame = Frame::parse(&topic, &payload, &Limits::default()).unwrap();
+    let err = frame
+        .open(&samples::key(), samples::now(), &Limits::default())
+        .unwrap_err();
+    assert_eq!(err.reason(), "schema");
+    assert!(err.to_string().contains("seq"), "{err}");
 }
 
 #[test]
