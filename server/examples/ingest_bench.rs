@@ -1185,7 +1185,7 @@ async fn main() -> Result<()> {
                             i.rate,
                             match (i.subscriber_rate, &b) {
                                 (Some(sr), _) => format!(
-                                    ", bare subscriber {sr:.0} msg/s, ratio {:.2}",
+                                    ", bare subscriber {sr:.0} msg/s, ratio {:.3}",
                                     i.rate / sr
                                 ),
                                 (None, Some(b)) if mosq =>
@@ -1290,8 +1290,9 @@ async fn main() -> Result<()> {
             let ratio_c = if same.is_empty() {
                 "–".into()
             } else {
+                // Three decimals: the target is 0.8, and 0.796 must not print as 0.80.
                 format!(
-                    "{:.2}",
+                    "{:.3}",
                     median(
                         same.iter()
                             .filter_map(|(_, i)| i.subscriber_rate.map(|s| i.rate / s))
