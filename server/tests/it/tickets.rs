@@ -653,9 +653,13 @@ async fn a_declared_repair_contradicted_by_telemetry_reopens_the_ticket() {
     let store = server.store.clone();
     let mut d = device(&store, "d-battery-2", 13, IN_WARRANTY_SERIAL).await;
     report_battery(server.mqtt_port, &mut d, &[50.0, 50.0, 50.0]).await;
-    eventually(15, "sent", || {
-        let r = receiver.clone();
-        async move { !r.accepted("ticket.created").is_empty() }
+    // The dispatcher records the ticket as sent once the webhook has answered, so the
+    // receiver can see the delivery a moment before the store says "sent".
+    eventually(15, "the ticket is delivered and recorded as sent", || {
+        let (r, store) = (receiver.clone(), store.clone());
+        async move {
+            !r.accepted("ticket.created").is_empty() && the_ticket(&store).await.status == "sent"
+        }
     })
     .await;
     let t = the_ticket(&store).await;
