@@ -101,6 +101,7 @@ pub fn seal_raw(topic: &str, msg: &str, key: &DeviceKey) -> Result<Vec<u8>, Deco
 }
 
 /// A payload parsed far enough to know who claims to have sent it, not yet trusted.
+#[derive(Debug)]
 pub struct Frame<'a> {
     topic: &'a str,
     device_id: DeviceId,
@@ -120,17 +121,6 @@ enum NotRead {
     Refused,
     /// Not `seal`'s layout: the message has not been tried yet.
     OtherLayout,
-}
-
-impl std::fmt::Debug for Frame<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Frame")
-            .field("topic", &self.topic)
-            .field("device_id", &self.device_id)
-            .field("kind", &self.kind)
-            .field("msg", &self.msg)
-            .finish_non_exhaustive()
-    }
 }
 
 /// The frame exactly as `seal` writes it, `{"hmac_sha256":"…","msg":{…}}` without

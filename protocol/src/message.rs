@@ -333,6 +333,7 @@ impl Message {
 /// A whole message decoded in one pass over its JSON, with nothing checked yet but the
 /// fields' types. It refuses, rather than reorders, a body that comes before its kind (a
 /// body's type depends on it); the field-by-field path takes those.
+#[derive(Debug)]
 pub(crate) struct OnePass {
     schema_version: String,
     kind: Kind,
