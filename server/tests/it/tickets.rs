@@ -295,6 +295,18 @@ async fn report_battery(port: u16, d: &mut TestDevice, values: &[f64]) {
     publish_all(port, &format!("pub-{}", d.id), d.login(), frames).await;
 }
 
+/// Waits until the rules have judged `n` health samples since the server started: from
+/// then on, whatever those samples lead to (or not) is committed, so an absence can be
+/// asserted without guessing a delay.
+async fn judged(server: &Server, n: u64) {
+    let m = server.maintenance.clone();
+    eventually(15, &format!("the rules judged {n} samples"), || {
+        let m = m.clone();
+        async move { m.metrics.rules_samples.get() >= n }
+    })
+    .await;
+}
+
 async fn the_ticket(store: &Store) -> parc_server::store::TicketRow {
     let tickets = store.tickets(&TicketScope::All, false, 100).await.unwrap();
     assert_eq!(tickets.len(), 1, "{tickets:#?}");
@@ -312,7 +324,7 @@ async fn worn_battery_becomes_one_ticket_sent_once_and_a_swap_closes_it(
 
     // Two bad samples are not enough (the rule wants three).
     report_battery(server.mqtt_port, &mut d, &[52.0, 52.5]).await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    judged(&server, 2).await;
     assert!(
         store
             .tickets(&TicketScope::All, false, 10)
@@ -329,7 +341,15 @@ async fn worn_battery_becomes_one_ticket_sent_once_and_a_swap_closes_it(
     .await;
     // More bad samples while it is open attach nothing new.
     report_battery(server.mqtt_port, &mut d, &[51.0, 50.5, 50.0]).await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    judged(&server, 6).await;
+    // The dispatcher records "sent" once the webhook has answered, a moment after the
+    // receiver saw the delivery.
+    let s = store.clone();
+    eventually(15, "the ticket recorded as sent", || {
+        let s = s.clone();
+        async move { the_ticket(&s).await.status == "sent" }
+    })
+    .await;
 
     let ticket = the_ticket(&store).await;
     assert_eq!(ticket.queue, "holder");
@@ -702,7 +722,7 @@ async fn a_declared_repair_contradicted_by_telemetry_reopens_the_ticket() {
     );
     // ...but the battery still reads 50 %: after the rule's three samples it reopens.
     report_battery(server.mqtt_port, &mut d, &[50.0, 50.0]).await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    judged(&server, 5).await;
     assert_eq!(the_ticket(&store).await.status, "resolved");
     report_battery(server.mqtt_port, &mut d, &[50.0]).await;
     let s = store.clone();
@@ -807,7 +827,7 @@ async fn a_lots_own_battery_threshold_overrides_the_shipped_rule() {
     let mut d = device(&store, "d-lot-rule", 15, IN_WARRANTY_SERIAL).await;
     // 52 % is worn by the shipped rule, not by this lot's.
     report_battery(server.mqtt_port, &mut d, &[52.0, 52.0, 52.0]).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    judged(&server, 3).await;
     assert!(
         store
             .tickets(&TicketScope::All, false, 10)
