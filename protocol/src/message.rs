@@ -292,19 +292,9 @@ impl Message {
             // The id is compared as a plain string first so a mismatch is reported as
             // such even when the payload's id is not a valid id at all.
             let payload_id: String = field(wire.device_id, "device_id")?;
-            if payload_id != topic_id.as_str() {
-                return Err(DecodeError::DeviceMismatch {
-                    topic_id: topic_id.to_string(),
-                    payload_id: payload_id.chars().take(100).collect(),
-                });
-            }
+            same_device(topic_id, &payload_id)?;
             let payload_kind: String = field(wire.kind, "kind")?;
-            if payload_kind != topic_kind.as_str() {
-                return Err(DecodeError::KindMismatch {
-                    topic_kind: topic_kind.to_string(),
-                    payload_kind: payload_kind.chars().take(100).collect(),
-                });
-            }
+            same_kind(topic_kind, &payload_kind)?;
         }
 
         let kind: Kind = field(wire.kind, "kind")?;
@@ -351,18 +341,8 @@ impl OnePass {
     ) -> Result<Message, DecodeError> {
         check_version(&self.schema_version)?;
         if let Some((topic_id, topic_kind)) = expect {
-            if self.header.device_id != *topic_id {
-                return Err(DecodeError::DeviceMismatch {
-                    topic_id: topic_id.to_string(),
-                    payload_id: self.header.device_id.as_str().chars().take(100).collect(),
-                });
-            }
-            if self.kind != topic_kind {
-                return Err(DecodeError::KindMismatch {
-                    topic_kind: topic_kind.to_string(),
-                    payload_kind: self.kind.to_string(),
-                });
-            }
+            same_device(topic_id, self.header.device_id.as_str())?;
+            same_kind(topic_kind, self.kind.as_str())?;
         }
         let message = Message {
             header: self.header,
@@ -462,6 +442,28 @@ impl<'de> serde::de::Visitor<'de> for OnePassVisitor {
             body: body.ok_or_else(|| missing("body"))?,
         })
     }
+}
+
+/// The payload's device id against the topic's, as text (for both decoders).
+fn same_device(topic_id: &DeviceId, payload_id: &str) -> Result<(), DecodeError> {
+    if payload_id != topic_id.as_str() {
+        return Err(DecodeError::DeviceMismatch {
+            topic_id: topic_id.to_string(),
+            payload_id: payload_id.chars().take(100).collect(),
+        });
+    }
+    Ok(())
+}
+
+/// The payload's kind against the topic's, as text (for both decoders).
+fn same_kind(topic_kind: Kind, payload_kind: &str) -> Result<(), DecodeError> {
+    if payload_kind != topic_kind.as_str() {
+        return Err(DecodeError::KindMismatch {
+            topic_kind: topic_kind.to_string(),
+            payload_kind: payload_kind.chars().take(100).collect(),
+        });
+    }
+    Ok(())
 }
 
 fn check_version(version: &str) -> Result<(), DecodeError> {
