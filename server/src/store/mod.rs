@@ -181,27 +181,49 @@ pub(crate) fn from_ms(v: i64) -> DateTime<Utc> {
 /// takes whole rows.
 pub(crate) const RULE_QUEUE_SLICE: usize = 250;
 
-/// WAL pages after which a committing SQLite connection copies the WAL back into the
-/// database itself: SQLite's default for the readers' connections (which rarely write)…
-const SQLITE_AUTOCHECKPOINT: u32 = 1000;
-/// …and for the writer, a backstop well above what [`Store::run_checkpointer`] leaves
-/// behind (40 MiB of 4 KiB pages), so that the copy is normally done off its thread.
-const SQLITE_WRITER_AUTOCHECKPOINT: u32 = 10_000;
+/// Page size of a database the server creates. 16 KiB rather than SQLite's 4 KiB: an
+/// ingest batch appends thousands of ~1 KiB health rows and touches leaves all over the
+/// samples' indexes, and larger pages mean a quarter of the WAL frames (each
+/// checksummed, then copied back by the checkpointer) and of the B-tree page
+/// operations. Measured in ingest_bench (BENCHMARKS.md, five alternating pairs): the
+/// server alone 48,125 → 54,219 reports/s, its CPU per report beside the bare subscriber
+/// 26.4 → 21.3 µs; 8 and 32 KiB were no better than 16. A database that exists keeps
+/// its page size: SQLite cannot change it in WAL mode without rewriting the file
+/// (VACUUM).
+const SQLITE_PAGE_SIZE: u32 = 16_384;
+
+/// WAL size after which a committing SQLite connection copies the WAL back into the
+/// database itself, in bytes (converted to pages of the database's own size): 4 MiB,
+/// SQLite's default of 1,000 pages of 4 KiB, for the readers' connections (which rarely
+/// write)…
+const SQLITE_AUTOCHECKPOINT_BYTES: u32 = 4 << 20;
+/// …and for the writer a backstop well above what [`Store::run_checkpointer`] leaves
+/// behind, so that the copy is normally done off its thread.
+const SQLITE_WRITER_AUTOCHECKPOINT_BYTES: u32 = 40 << 20;
 
 /// Settings of every SQLite connection.
 async fn sqlite_pragmas(
     conn: &mut sqlx::AnyConnection,
-    autocheckpoint: u32,
+    autocheckpoint_bytes: u32,
 ) -> Result<(), sqlx::Error> {
     // WAL lets dashboards read while the writer commits. FULL syncs the WAL at every
     // commit: the ingest acknowledges a batch to the broker right after its commit, and
     // with NORMAL a power cut (not a mere crash) could take back commits already
-    // acknowledged — lost for good. One fsync per batch of up to 1,000 messages is
-    // cheap. A 64 MiB page cache (SQLite's default is 2 MiB) keeps the upper levels of
-    // the samples' indexes in memory: each ingest batch touches pages all over four
-    // B-trees. Memory-mapped reads save a copy and a system call per page for the
-    // dashboards. Statement journals stay in memory (`temp_store`): a multi-row insert's
-    // journal otherwise spills to a temporary file, written and deleted per statement.
+    // acknowledged — lost for good. One fsync per batch of up to 10,000 messages is
+    // cheap: NORMAL measured no faster in ingest_bench (BENCHMARKS.md). A 64 MiB page
+    // cache (SQLite's default is 2 MiB) keeps the upper levels of the samples' indexes
+    // in memory: each ingest batch touches pages all over four B-trees. Memory-mapped
+    // reads save a copy and a system call per page for the dashboards. Statement journals
+    // stay in memory (`temp_store`): a multi-row insert's journal otherwise spills to a
+    // temporary file, written and deleted per statement.
+    //
+    // The page size goes first: it only takes effect while the file is still empty,
+    // before the switch to WAL writes the header (see SQLITE_PAGE_SIZE).
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "PRAGMA page_size = {SQLITE_PAGE_SIZE}"
+    )))
+    .execute(&mut *conn)
+    .await?;
     for pragma in [
         "PRAGMA journal_mode = WAL",
         "PRAGMA synchronous = FULL",
@@ -213,8 +235,13 @@ async fn sqlite_pragmas(
     ] {
         sqlx::query(pragma).execute(&mut *conn).await?;
     }
+    let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")
+        .fetch_one(&mut *conn)
+        .await?;
+    let pages = i64::from(autocheckpoint_bytes) / page_size.max(512);
     sqlx::query(sqlx::AssertSqlSafe(format!(
-        "PRAGMA wal_autocheckpoint = {autocheckpoint}"
+        "PRAGMA wal_autocheckpoint = {}",
+        pages.max(1)
     )))
     .execute(&mut *conn)
     .await?;
@@ -253,7 +280,7 @@ impl Store {
             });
         let pool = match engine {
             Engine::Sqlite => options.after_connect(|conn, _meta| {
-                Box::pin(async move { sqlite_pragmas(conn, SQLITE_AUTOCHECKPOINT).await })
+                Box::pin(async move { sqlite_pragmas(conn, SQLITE_AUTOCHECKPOINT_BYTES).await })
             }),
             Engine::Postgres => options,
         }
@@ -273,9 +300,9 @@ impl Store {
                 .idle_timeout(None)
                 .max_lifetime(None)
                 .after_connect(|conn, _meta| {
-                    Box::pin(
-                        async move { sqlite_pragmas(conn, SQLITE_WRITER_AUTOCHECKPOINT).await },
-                    )
+                    Box::pin(async move {
+                        sqlite_pragmas(conn, SQLITE_WRITER_AUTOCHECKPOINT_BYTES).await
+                    })
                 })
                 .connect(&url)
                 .await
@@ -343,7 +370,7 @@ impl Store {
     /// of its own (so on another thread than the writer), after each ingest commit and
     /// at least every second, until `shutdown`. Without it the writer does this copy
     /// (and its fsync) itself inside a commit once the WAL passes
-    /// [`SQLITE_WRITER_AUTOCHECKPOINT`] pages: tools that use the store without a
+    /// [`SQLITE_WRITER_AUTOCHECKPOINT_BYTES`]: tools that use the store without a
     /// server stay bounded. Returns at once on PostgreSQL.
     pub async fn run_checkpointer(&self, shutdown: impl std::future::Future<Output = ()>) {
         if self.engine != Engine::Sqlite {
@@ -483,5 +510,58 @@ impl Store {
             .execute(&self.pool)
             .await?
             .rows_affected())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn pragma(pool: &AnyPool, name: &str) -> i64 {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("PRAGMA {name}")))
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_new_sqlite_database_gets_16_kib_pages_and_checkpoints_by_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("parc.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        assert_eq!(pragma(&store.pool, "page_size").await, 16_384);
+        assert_eq!(pragma(&store.writer, "page_size").await, 16_384);
+        // 4 MiB and 40 MiB of 16 KiB pages.
+        assert_eq!(pragma(&store.pool, "wal_autocheckpoint").await, 256);
+        assert_eq!(pragma(&store.writer, "wal_autocheckpoint").await, 2_560);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn an_existing_sqlite_database_keeps_its_page_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("old.db").display());
+        install_default_drivers();
+        {
+            use sqlx::Connection as _;
+            let mut c = sqlx::AnyConnection::connect(&format!("{url}?mode=rwc"))
+                .await
+                .unwrap();
+            for sql in [
+                "PRAGMA page_size = 4096",
+                "PRAGMA journal_mode = WAL",
+                "CREATE TABLE made_before (x INTEGER)",
+            ] {
+                sqlx::query(sql).execute(&mut c).await.unwrap();
+            }
+            c.close().await.unwrap();
+        }
+        let store = Store::connect(&url).await.unwrap();
+        assert_eq!(pragma(&store.writer, "page_size").await, 4_096);
+        // The same WAL sizes, in pages of 4 KiB.
+        assert_eq!(pragma(&store.pool, "wal_autocheckpoint").await, 1_024);
+        assert_eq!(pragma(&store.writer, "wal_autocheckpoint").await, 10_240);
+        assert_eq!(store.counts().await.unwrap().health_samples, 0);
+        store.close().await;
     }
 }
