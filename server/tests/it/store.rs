@@ -199,7 +199,7 @@ async fn retention_prunes_raw_samples_but_keeps_hourly_aggregates(store: Store) 
         "x".into(),
     );
     store
-        .write_batch(&[Item::Rejected(bad)], now, long_ago())
+        .write_batch(&[Item::Rejected(Box::new(bad))], now, long_ago())
         .await
         .unwrap();
     let pruned = store.prune(now, &Retention::default()).await.unwrap();
